@@ -1,0 +1,29 @@
+# transrec workflow: `snakemake --cores all --resources gpu=4` (or `dvc repro`, which builds the same outputs).
+# Rules live in workflow/rules/*.smk and only call `transrec <step>`; all logic is in the package.
+import sys
+
+from transrec import params as transrec_params
+from transrec.errors import TransrecError
+
+
+configfile: "params.yaml"
+
+
+try:  # a wrong key or type stops the run before any work, with one line
+    transrec_params.validate(config, "params.yaml")
+except TransrecError as exc:
+    sys.exit(f"transrec: error: {exc}")
+
+DATA = config["paths"]["data"]
+RESULTS = config["paths"]["results"]
+PLATFORMS = list(config["platforms"])
+LOGS = "logs"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    input:
+        expand(f"{DATA}/processed/{{platform}}/stats.json", platform=PLATFORMS),

@@ -1,0 +1,115 @@
+"""`transrec <step>`: one command per pipeline step. Snakemake rules and DVC stages call exactly these.
+
+Every user-facing problem (bad params, missing files, bad data) ends as one line on stderr and exit
+code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from transrec.errors import TransrecError
+
+
+def _platform_step(args, step: str) -> None:
+    from transrec import params as P
+
+    params = P.load(args.params)
+    cfg = P.platform_config(params, args.platform)
+    raw_dir, proc = P.platform_dirs(params, args.platform)
+    if step == "download":
+        from transrec.data.locate import locate
+
+        manifest = locate(cfg, raw_dir, params.get("synthetic_world", {}))
+        print(f"{args.platform}: raw files at {manifest['root']}")
+    elif step == "clean":
+        import json
+
+        from transrec.data.clean import clean
+
+        manifest_path = raw_dir / "manifest.json"
+        if not manifest_path.is_file():
+            raise TransrecError(f"{manifest_path} not found: run `transrec download {args.platform}` first")
+        root = Path(json.loads(manifest_path.read_text())["root"])
+        if not root.is_dir():
+            raise TransrecError(f"data folder {root} (from {manifest_path}) no longer exists; run download again")
+        stats = clean(cfg, root, proc, params["seed"])
+        i = stats["interactions"]
+        print(f"{args.platform}: {i['kept']} of {i['read']} interactions kept, {stats['users']['kept']} users, "
+              f"{stats['items']['kept']} items; dropped {sum(i['dropped'].values())}, quarantined {i['quarantined']}")
+    elif step == "resize":
+        from transrec.data.images import default_workers, resize
+
+        stats = resize(_need(proc / "items.parquet", "clean", args.platform), proc, cfg["image"]["size"],
+                       args.workers or default_workers())
+        print(f"{args.platform}: {stats['ok']} of {stats['requested']} images ok "
+              f"({stats['corrupt']} corrupt, {stats['missing']} missing)")
+    elif step == "tokenize":
+        from transrec.data.text import tokenize
+
+        stats = tokenize(_need(proc / "items.parquet", "clean", args.platform), proc, cfg["text"]["tokenizer"],
+                         cfg["text"]["max_len"])
+        print(f"{args.platform}: {stats['items']} texts tokenized ({stats['empty_text']} empty, "
+              f"{stats['truncated']} truncated)")
+    elif step == "split":
+        from transrec.data.split import split
+
+        for needed, by in (("image_index.parquet", "resize"), ("text_ids.npy", "tokenize")):
+            _need(proc / needed, by, args.platform)
+        stats = split(proc)
+        print(f"{args.platform}: {stats['split']['users']} users split leave-one-out; catalog {stats['split']['catalog']}")
+
+
+def _need(path: Path, step: str, platform: str) -> Path:
+    if not path.exists():
+        raise TransrecError(f"{path} not found: run `transrec {step} {platform}` first")
+    return path
+
+
+def _validate(args) -> None:
+    from transrec import params as P
+
+    params = P.load(args.params)
+    print(f"{args.params}: valid ({len(params['platforms'])} platforms: {', '.join(params['platforms'])})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="transrec", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STEP")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
+
+    p = sub.add_parser("validate", parents=[common], help="check params.yaml against the schema")
+    p.set_defaults(func=_validate)
+    helps = {
+        "download": "generate (synthetic), locate or download a platform's raw files",
+        "clean": "parse, quarantine, de-duplicate, order, filter and index a platform",
+        "resize": "decode, resize and store a platform's images as one uint8 array",
+        "tokenize": "tokenize a platform's item texts to fixed-length int arrays",
+        "split": "leave-one-out split, final catalogue and stats.json",
+    }
+    for step, text in helps.items():
+        p = sub.add_parser(step, parents=[common], help=text)
+        p.add_argument("platform", help="platform name from params.yaml")
+        if step == "resize":
+            p.add_argument("--workers", type=int, default=0, help="decoding processes (default: CPUs, max 8)")
+        p.set_defaults(func=lambda a, s=step: _platform_step(a, s))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except TransrecError as exc:
+        print(f"transrec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"transrec {args.command}: interrupted; outputs are written atomically, rerun to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

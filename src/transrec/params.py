@@ -1,0 +1,127 @@
+"""Loading and validating params.yaml: the one parameter file of Snakemake and DVC.
+
+Validation runs before any work. A wrong key or type raises TransrecError with one line naming the
+key path and what is expected (plus a "did you mean" for misspelt keys).
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from transrec.errors import TransrecError
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "params.schema.json"
+DEFAULT_PARAMS = "params.yaml"
+# Keys of the `data` section a platform may override.
+DATA_KEYS = ("tie_break", "dedup", "filter", "modality", "image", "text")
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError, source: str) -> str:
+    where = _key_path(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        bad = extra[0] if extra else "?"
+        full = f"{where}.{bad}" if error.absolute_path else bad
+        hint = difflib.get_close_matches(bad, allowed, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        return f"{source}: unknown key '{full}'{suggestion}; allowed here: {', '.join(allowed)}"
+    if error.validator == "required":
+        return f"{source}: {where}: {error.message}"
+    if error.validator == "enum":
+        options = " | ".join(str(v) for v in error.validator_value)
+        return f"{source}: {where}: expected one of {options}, got {error.instance!r}"
+    if error.validator == "type":
+        return f"{source}: {where}: expected {error.validator_value}, got {error.instance!r}"
+    if error.validator in ("minimum", "maximum", "minLength", "minItems", "maxItems", "pattern", "minProperties"):
+        return f"{source}: {where}: {error.message}"
+    return f"{source}: {where}: {error.message}"
+
+
+def validate(params: Any, source: str = DEFAULT_PARAMS) -> dict:
+    """Validate a params mapping; raise TransrecError with one line for the first problem."""
+    if not isinstance(params, dict):
+        raise TransrecError(f"{source}: expected a mapping of parameters at top level")
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        # A misspelt key invalidates its whole branch: name the unknown key first, else the shallowest error.
+        unknown = [e for e in errors if e.validator == "additionalProperties"]
+        raise TransrecError(_describe(unknown[0] if unknown else errors[0], source))
+    _check_cross_fields(params, source)
+    return params
+
+
+def _check_cross_fields(params: dict, source: str) -> None:
+    for name, platform in params["platforms"].items():
+        adapter = platform["adapter"]
+        if adapter == "synthetic" and "synthetic" not in platform:
+            raise TransrecError(f"{source}: platforms.{name}.synthetic: required for adapter synthetic")
+        if adapter != "synthetic":
+            location = platform.get("location") or {}
+            if not location.get("path") and not location.get("url"):
+                raise TransrecError(f"{source}: platforms.{name}.location: give a local path or a url for adapter {adapter}")
+        if "synthetic" in platform:
+            lo, hi = platform["synthetic"].get("history", [1, 1])
+            if lo > hi:
+                raise TransrecError(f"{source}: platforms.{name}.synthetic.history: min {lo} > max {hi}")
+
+
+def load(path: str | Path = DEFAULT_PARAMS) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise TransrecError(f"params file not found: {path} (run from the project folder or pass --params)")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise TransrecError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return validate(params, str(path))
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def platform_config(params: dict, name: str) -> dict:
+    """A platform's full settings: the `data` defaults overridden by the platform's own keys."""
+    if name not in params["platforms"]:
+        known = ", ".join(params["platforms"])
+        raise TransrecError(f"unknown platform '{name}'; params declare: {known}")
+    platform = params["platforms"][name]
+    merged = _merge(params["data"], {k: v for k, v in platform.items() if k in DATA_KEYS})
+    merged.update({k: copy.deepcopy(v) for k, v in platform.items() if k not in DATA_KEYS})
+    merged["name"] = name
+    merged.setdefault("role", "target")
+    merged.setdefault("location", {})
+    merged.setdefault("layout", {})
+    return merged
+
+
+def platform_dirs(params: dict, name: str) -> tuple[Path, Path]:
+    """(raw folder, processed folder) of a platform."""
+    root = Path(params["paths"]["data"])
+    return root / "raw" / name, root / "processed" / name

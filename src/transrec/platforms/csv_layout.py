@@ -1,0 +1,55 @@
+"""Generic csv layout: what any user can export their own platform to.
+
+    <folder>/interactions.csv   user_id,item_id,timestamp     (timestamp: integer seconds)
+    <folder>/items.csv          item_id,title[,text][,modality]
+    <folder>/images/<item_id>.jpg                               (optional; missing = no image)
+
+Column names, file names, the separator and the image extension are layout keys in params.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from transrec.platforms.base import RawPlatform, read_table, require_file
+from transrec.platforms.layout import resolve_layout
+
+URL = None  # a user's own export: there is nothing to download
+LAYOUT = {
+    "interactions": "interactions.csv",
+    "items": "items.csv",
+    "images": "images",
+    "image_ext": "jpg",
+    "separator": ",",
+    "user_col": "user_id",
+    "item_col": "item_id",
+    "time_col": "timestamp",
+    "title_col": "title",
+    "text_col": None,       # a longer description appended to the title, if the export has one
+    "modality_col": None,   # declared modality per item (text | image | both), if the export has one
+}
+
+
+def read(root: Path, layout: dict | None) -> RawPlatform:
+    lay = resolve_layout("csv", LAYOUT, layout)
+    quarantine: list[dict] = []
+    inter = read_table(require_file(root / lay["interactions"], "interactions file"), "interactions",
+                       [lay["user_col"], lay["item_col"], lay["time_col"]], separator=lay["separator"],
+                       quarantine=quarantine,
+                       rename={lay["user_col"]: "user", lay["item_col"]: "item", lay["time_col"]: "timestamp"})
+    item_cols = [lay["item_col"], lay["title_col"]] + [c for c in (lay["text_col"], lay["modality_col"]) if c]
+    items = read_table(require_file(root / lay["items"], "items file"), "items", item_cols, separator=lay["separator"],
+                       quarantine=quarantine).rename({lay["item_col"]: "item", lay["title_col"]: "title"})
+    text = pl.col(lay["text_col"]) if lay["text_col"] else pl.lit("")
+    modality = pl.col(lay["modality_col"]) if lay["modality_col"] else pl.lit(None, pl.String)
+    image_dir = (root / lay["images"]).resolve()
+    has_images = image_dir.is_dir()
+    items = items.select(
+        "item", "title",
+        pl.concat_str([pl.col("title"), text], separator=". ").str.strip_chars(". ").alias("text"),
+        (pl.lit(str(image_dir) + "/") + pl.col("item") + pl.lit("." + lay["image_ext"])).alias("image")
+        if has_images else pl.lit(None, pl.String).alias("image"),
+        modality.alias("modality"),
+    )
+    return RawPlatform(inter, items, quarantine)
