@@ -55,7 +55,9 @@ def _platform_step(args, step: str) -> None:
     elif step == "split":
         from transrec.data.split import split
 
-        for needed, by in (("image_index.parquet", "resize"), ("text_ids.npy", "tokenize")):
+        # the earliest missing step is the one to run (split before clean names clean, not resize)
+        for needed, by in (("interactions.parquet", "clean"), ("image_index.parquet", "resize"),
+                           ("text_ids.npy", "tokenize")):
             _need(proc / needed, by, args.platform)
         stats = split(proc)
         print(f"{args.platform}: {stats['split']['users']} users split leave-one-out; catalog {stats['split']['catalog']}")

@@ -81,6 +81,27 @@ def _check_cross_fields(params: dict, source: str) -> None:
             lo, hi = platform["synthetic"].get("history", [1, 1])
             if lo > hi:
                 raise TransrecError(f"{source}: platforms.{name}.synthetic.history: min {lo} > max {hi}")
+        if platform.get("layout") and adapter != "synthetic":
+            _check_layout(name, adapter, platform["layout"], source)
+
+
+def _check_layout(name: str, adapter: str, layout: dict, source: str) -> None:
+    """A misspelt layout key stops the run here, before any step writes, not later in clean."""
+    import importlib
+
+    from transrec.platforms import ADAPTER_MODULES
+    from transrec.platforms.layout import resolve_layout
+
+    try:
+        defaults = getattr(importlib.import_module(ADAPTER_MODULES[adapter]), "LAYOUT", None)
+    except ImportError:  # an adapter not installed yet reports itself when it is used
+        return
+    if defaults is None:
+        return
+    try:
+        resolve_layout(adapter, defaults, layout)
+    except TransrecError as exc:
+        raise TransrecError(f"{source}: platforms.{name}.{exc}") from None
 
 
 def load(path: str | Path = DEFAULT_PARAMS) -> dict:

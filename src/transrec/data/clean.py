@@ -182,10 +182,11 @@ def clean(cfg: dict, root: Path, out_dir: Path, seed: int) -> dict:
     n_items_before = items.height
     items = items.join(inter.select("item").unique(), on="item", how="semi")
     _count_drop(item_drops, "no interactions after filtering", n_items_before - items.height)
-    items = items.with_columns(_sort_key(items["item"]).alias("_k")).sort("_k").drop("_k")
+    # keys equal as numbers ("007", "7") are ordered by their text: the index never depends on sort luck
+    items = items.with_columns(_sort_key(items["item"]).alias("_k")).sort("_k", "item").drop("_k")
     items = items.with_row_index("item_idx").with_columns(pl.col("item_idx").cast(pl.Int32))
     users = inter.select("user").unique()
-    users = users.with_columns(_sort_key(users["user"]).alias("_k")).sort("_k").drop("_k")
+    users = users.with_columns(_sort_key(users["user"]).alias("_k")).sort("_k", "user").drop("_k")
     users = users.with_row_index("user_idx").with_columns(pl.col("user_idx").cast(pl.Int32))
     inter = (inter.join(users, on="user").join(items.select("item", "item_idx"), on="item")
              .sort(["user_idx", "timestamp", tie, "row"]))
