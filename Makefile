@@ -1,0 +1,38 @@
+# Two commands do all set-up on a fresh machine:
+#   make run   - create the venv, install, run the default pipeline (embedded synthetic platforms)
+#   make test  - create the venv if needed, install, run the test suite
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= all
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: run test venv dvc dry-run bench-data clean-outputs
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+run: venv
+	$(BIN)/snakemake --cores $(CORES)
+
+dry-run: venv
+	$(BIN)/snakemake -n
+
+dvc: venv
+	test -d .dvc || $(BIN)/dvc init --quiet
+	$(BIN)/dvc repro
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+bench-data: venv
+	$(BIN)/python benchmarks/data_throughput.py
+
+clean-outputs:
+	rm -rf data results logs .snakemake

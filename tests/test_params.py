@@ -1,0 +1,66 @@
+"""params.yaml validation: the default is valid; every mistake is one line naming the key."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from transrec import params as P
+from transrec.cli import main
+from transrec.errors import TransrecError
+
+DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def check(mutate, expected: str):
+    params = copy.deepcopy(DEFAULT)
+    mutate(params)
+    with pytest.raises(TransrecError) as err:
+        P.validate(params, "params.yaml")
+    message = str(err.value)
+    assert "\n" not in message
+    assert expected in message, message
+
+
+def test_default_params_are_valid():
+    assert P.validate(copy.deepcopy(DEFAULT)) is not None
+
+
+def test_misspelt_key_is_named_with_a_suggestion():
+    check(lambda p: p["data"].update(fitler=p["data"].pop("filter")), "unknown key 'data.fitler' (did you mean 'filter'?)")
+    check(lambda p: p["platforms"]["source"]["synthetic"].update(n_user=5), "platforms.source.synthetic.n_user")
+
+
+def test_wrong_type_and_range_and_enum():
+    check(lambda p: p["data"]["filter"].update(min_user_len="five"), "data.filter.min_user_len: expected integer, got 'five'")
+    check(lambda p: p["data"]["filter"].update(min_user_len=2), "data.filter.min_user_len: 2 is less than the minimum of 3")
+    check(lambda p: p["data"].update(tie_break="time"), "data.tie_break: expected one of item_key | source_row, got 'time'")
+    check(lambda p: p["platforms"]["source"].update(adapter="netflix"), "platforms.source.adapter: expected one of")
+
+
+def test_cross_field_rules():
+    check(lambda p: p["platforms"].update(ml={"adapter": "movielens"}), "platforms.ml.location: give a local path or a url")
+    check(lambda p: p["platforms"]["source"]["synthetic"].update(history=[9, 3]), "history: min 9 > max 3")
+
+
+def test_platform_overrides_merge_over_data_defaults():
+    params = copy.deepcopy(DEFAULT)
+    params["platforms"]["source"]["filter"] = {"k_core": 2}
+    cfg = P.platform_config(params, "source")
+    assert cfg["filter"] == {"min_user_len": DEFAULT["data"]["filter"]["min_user_len"], "k_core": 2}
+    assert cfg["image"] == DEFAULT["data"]["image"] and cfg["name"] == "source"
+    with pytest.raises(TransrecError, match="unknown platform 'nope'"):
+        P.platform_config(params, "nope")
+
+
+def test_cli_reports_bad_params_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("seed: [unclosed\n")
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("transrec validate: error: params.yaml: line") and "\n" not in err
+    (tmp_path / "params.yaml").unlink()
+    assert main(["clean", "source"]) == 2
+    assert "params file not found" in capsys.readouterr().err

@@ -1,0 +1,26 @@
+"""The project's own promises: the two set-up commands, CI calling the README's test command,
+and environment.yml carrying exactly pyproject's dependencies."""
+from __future__ import annotations
+
+import tomllib
+
+import yaml
+
+from conftest import ROOT
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["test"])
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert set(pip) - {"-e ."} == wanted
+    assert "python=3.11" in env["dependencies"]
+
+
+def test_readme_names_the_two_commands_and_ci_runs_the_test_one():
+    readme = (ROOT / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "\nrun: venv" in makefile and "\ntest: venv" in makefile

@@ -1,0 +1,117 @@
+"""The two front ends: Snakemake and DVC declare the same steps and build the same outputs."""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BIN, ROOT, make_workdir, run, tiny_params
+
+DATA_STEPS = ("download", "clean", "resize", "tokenize", "split")
+
+
+def snakemake_jobs(workdir: Path) -> dict[str, dict]:
+    """command -> {outs, deps} from Snakemake's own DAG (a forced dry run that prints each job)."""
+    out = run([str(BIN / "snakemake"), "-n", "-p", "--forceall", "--cores", "1"], workdir).stdout
+    jobs: dict[str, dict] = {}
+    for block in out.split("\nrule ")[1:]:
+        fields = dict(re.findall(r"^    (input|output): (.*)$", block, flags=re.M))
+        shell = re.search(r"^Shell command: (.*)$", block, flags=re.M)
+        if shell is None or shell.group(1).strip() == "None":
+            continue  # the `all` target runs nothing
+        cmd = re.sub(r"\s*>\s*\S+\s+2>&1\s*$", "", shell.group(1)).strip()
+        split = lambda v: {p.strip() for p in v.split(",") if p.strip()}  # noqa: E731
+        jobs[cmd] = {"outs": split(fields.get("output", "")), "deps": split(fields.get("input", ""))}
+    return jobs
+
+
+def dvc_stages(workdir: Path) -> dict[str, dict]:
+    """command -> {outs, deps} from DVC's own resolution of dvc.yaml (foreach expanded)."""
+    code = (
+        "import json\n"
+        "from dvc.repo import Repo\n"
+        "repo = Repo('.')\n"
+        "print(json.dumps({s.cmd: {'outs': [str(o.def_path) for o in s.outs],"
+        " 'deps': [str(d.def_path) for d in s.deps if str(d.def_path) != 'params.yaml']}"
+        " for s in repo.index.stages}))\n"
+    )
+    import json
+
+    out = run([str(BIN / "python"), "-c", code], workdir).stdout
+    return {cmd: {"outs": set(v["outs"]), "deps": set(v["deps"])} for cmd, v in json.loads(out).items()}
+
+
+def test_dry_run_lists_every_data_step_for_every_platform(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    work = make_workdir(tmp_path / "w", params)
+    out = run([str(BIN / "snakemake"), "-n", "--quiet", "rules"], work).stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
+    for step in DATA_STEPS:
+        assert int(counts[step]) == len(params["platforms"]), (step, out)
+
+
+def test_snakemake_and_dvc_declare_the_same_steps(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    work = make_workdir(tmp_path / "w", params, with_dvc=True)
+    snake, dvc = snakemake_jobs(work), dvc_stages(work)
+    assert set(snake) == set(dvc), set(snake) ^ set(dvc)
+    for cmd in dvc:
+        assert snake[cmd]["outs"] == dvc[cmd]["outs"], cmd
+        assert snake[cmd]["deps"] == dvc[cmd]["deps"], cmd
+    for step in DATA_STEPS:
+        for platform in params["platforms"]:
+            assert f"transrec {step} {platform}" in dvc
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    """Hashes of the processed outputs. items.parquet holds absolute image paths (different work
+    folders), so its image column is compared relative to the work folder."""
+    import polars as pl
+
+    digests = {}
+    for p in sorted(folder.rglob("*")):
+        if p.name == "items.parquet":
+            frame = pl.read_parquet(p).with_columns(pl.col("image").str.replace(str(folder.parents[1]), "", literal=True))
+            digests[str(p.relative_to(folder))] = hashlib.sha256(frame.write_csv().encode()).hexdigest()
+        elif p.is_file() and p.suffix in (".parquet", ".npy"):
+            digests[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return digests
+
+
+@pytest.mark.slow
+def test_snakemake_and_dvc_build_the_same_data_and_rerun_nothing(tmp_path):
+    params = tiny_params()
+    snake = make_workdir(tmp_path / "snake", params)
+    dvc = make_workdir(tmp_path / "dvc", params, with_dvc=True)
+
+    run([str(BIN / "snakemake"), "--cores", "2", "--quiet"], snake)
+    again = run([str(BIN / "snakemake"), "--cores", "2"], snake)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    for platform in params["platforms"]:
+        assert (snake / "logs" / "clean" / f"{platform}.log").is_file()
+
+    run([str(BIN / "dvc"), "repro", "--quiet"], dvc)
+    again = run([str(BIN / "dvc"), "repro"], dvc)
+    assert "Data and pipelines are up to date" in again.stdout
+
+    a, b = _digest(snake / "data" / "processed"), _digest(dvc / "data" / "processed")
+    assert a and a == b
+    for platform in params["platforms"]:
+        sa = yaml.safe_load((snake / "data/processed" / platform / "stats.json").read_text())
+        sb = yaml.safe_load((dvc / "data/processed" / platform / "stats.json").read_text())
+        sa["clean"].pop("source"), sb["clean"].pop("source")
+        assert sa == sb
+
+
+def test_params_typo_stops_snakemake_before_any_work(tmp_path):
+    params = tiny_params()
+    params["data"]["fitler"] = params["data"].pop("filter")
+    work = make_workdir(tmp_path / "w", params)
+    proc = run([str(BIN / "snakemake"), "--cores", "1"], work, check=False)
+    assert proc.returncode != 0
+    assert "unknown key 'data.fitler' (did you mean 'filter'?)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (work / "data").exists()
