@@ -76,6 +76,13 @@ def _validate(args) -> None:
     print(f"{args.params}: valid ({len(params['platforms'])} platforms: {', '.join(params['platforms'])})")
 
 
+def _gpu_run(args) -> None:
+    from transrec.gpu_slots import gpu_run
+
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    raise SystemExit(gpu_run(args.gpus, command))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transrec", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="STEP")
@@ -97,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
         if step == "resize":
             p.add_argument("--workers", type=int, default=0, help="decoding processes (default: CPUs, max 8)")
         p.set_defaults(func=lambda a, s=step: _platform_step(a, s))
+    p = sub.add_parser("gpu-run", help="run a command on N GPU slots of its own (CUDA_VISIBLE_DEVICES)")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs this job needs (0: run as is)")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- command to run")
+    p.set_defaults(func=_gpu_run)
     return parser
 
 
