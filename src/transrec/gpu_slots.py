@@ -75,20 +75,28 @@ def acquire(n: int, lock_dir: Path, timeout: float | None = None) -> tuple[list[
         time.sleep(POLL_SECONDS)
 
 
+def _launcher(n: int, command: list[str]) -> list[str]:
+    """A transrec command on several GPUs runs under torchrun, one process per GPU (DDP)."""
+    if n > 1 and command[:1] == ["transrec"]:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+                "-m", "transrec.cli", *command[1:]]
+    return command
+
+
 def gpu_run(n: int, command: list[str], lock_dir: Path | None = None) -> int:
     if not command:
         raise TransrecError("gpu-run: no command given (usage: transrec gpu-run --gpus N -- <command>)")
     lock_dir = Path(os.environ.get("TRANSREC_GPU_LOCK_DIR", lock_dir or ".gpu_slots"))
     if n <= 0 or device_count() == 0:
         return subprocess.call(command)  # CPU machine, or a job that needs no GPU
+    if os.environ.get("SLURM_JOB_ID") and "TRANSREC_GPU_COUNT" not in os.environ:
+        devices = _device_names(device_count())[:n]  # SLURM allocated this job's GPUs: use them as given
+        return subprocess.call(_launcher(n, command), env={**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(devices)})
     devices, locks = acquire(n, lock_dir)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(devices)}
-    if n > 1 and command[:1] == ["transrec"]:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-                   "-m", "transrec.cli", *command[1:]]
     print(f"gpu-run: CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}", file=sys.stderr, flush=True)
     try:
-        return subprocess.call(command, env=env)
+        return subprocess.call(_launcher(n, command), env=env)
     finally:
         for fh in locks:
             fh.close()
