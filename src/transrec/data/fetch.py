@@ -48,6 +48,16 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
                 for block in iter(lambda: response.read(CHUNK), b""):
                     fh.write(block)
                     bar.update(len(block))
+    except urllib.error.HTTPError as exc:
+        if not (exc.code == 416 and have > 0):
+            raise TransrecError(f"cannot download {url} (HTTP {exc.code} {exc.reason}); without network, download it "
+                                f"by hand and place it at {dest}") from None
+        # 416 on a resume: the .part already holds every byte (Content-Range: bytes */<size>), or it is stale
+        size = (exc.headers.get("Content-Range") or "").rpartition("/")[2]
+        if size.isdigit() and int(size) != have:
+            part.unlink()
+            raise TransrecError(f"the partial download {part} does not match {url} (server size {size} bytes, "
+                                f"partial {have}); it was removed, run again to re-download") from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
         raise TransrecError(f"cannot download {url} ({reason}); without network, download it by hand and "

@@ -55,7 +55,10 @@ def locate(cfg: dict, raw_dir: Path, world_cfg: dict) -> dict:
             download(url, archive, location.get("sha256"))
             root = _descend(unpack(archive, raw_dir / "files")).resolve()
         else:
-            published = getattr(adapter_module(adapter), "URL", None)
+            module = adapter_module(adapter)
+            published, manual = getattr(module, "URL", None), getattr(module, "MANUAL_DOWNLOAD", None)
+            if manual:  # no direct archive link (Kaggle login, Google Drive, a page of single files)
+                raise TransrecError(f"platform {name}: data folder {path} not found; {manual}")
             where = f"download {published} and unpack it there" if published else "export your data there"
             raise TransrecError(f"platform {name}: data folder {path} not found; {where} "
                                 f"(or set platforms.{name}.location.url to let transrec download it)")
