@@ -447,13 +447,12 @@ def test_movielens_1m(tmp_path, monkeypatch):
     assert sequences(tmp_path)["1"] == ["1", "3", "2"]
 
 
-@pytest.mark.xfail(strict=True, reason="movielens.py joins an empty title and empty genres into the text '. ', "
-                                       "so an item with neither counts as a text item instead of being dropped")
 def test_movielens_item_without_title_genres_or_poster_is_dropped(tmp_path, monkeypatch):
     root = tmp_path / "ml-100k"
-    write(root / "u.item", "\n".join([u_item(1, "Toy Story (1995)", {3}), u_item(2, "", set())]) + "\n",
-          encoding="latin-1")
-    write(root / "u.data", "1\t1\t5\t10\n1\t2\t5\t11\n1\t1\t5\t12\n2\t1\t5\t10\n2\t2\t5\t11\n2\t1\t1\t12\n")
+    write(root / "u.item", "\n".join([u_item(1, "Toy Story (1995)", {3}), u_item(2, "", set()),
+                                      u_item(3, "Heat (1995)", {1})]) + "\n", encoding="latin-1")
+    write(root / "u.data", "1\t1\t5\t10\n1\t2\t5\t11\n1\t1\t5\t12\n1\t3\t5\t13\n"
+                           "2\t1\t5\t10\n2\t2\t5\t11\n2\t1\t1\t12\n2\t3\t1\t13\n")
     stats = run(tmp_path, monkeypatch, "movielens", root, steps=("download", "clean"), dedup="exact")
     assert stats["clean"]["items"]["dropped"] == {"no usable content for the modality policy": 1}
 

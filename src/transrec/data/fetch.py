@@ -75,7 +75,9 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
 def unpack(archive: Path, into: Path) -> Path:
     """Unpack a zip/tar archive into `into` (skipped when already unpacked); return `into`."""
     done = into / ".unpacked"
-    if done.is_file() and done.read_text() == archive.name:
+    st = archive.stat()
+    stamp = f"{archive.name} {st.st_size} {st.st_mtime_ns}"  # a re-downloaded archive is unpacked again
+    if done.is_file() and done.read_text() == stamp:
         return into
     tmp = into.with_name(into.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -93,5 +95,5 @@ def unpack(archive: Path, into: Path) -> Path:
         raise TransrecError(f"{archive}: corrupt archive ({exc}); delete it and run again") from None
     shutil.rmtree(into, ignore_errors=True)
     tmp.replace(into)
-    (into / ".unpacked").write_text(archive.name)
+    (into / ".unpacked").write_text(stamp)
     return into

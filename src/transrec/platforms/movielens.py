@@ -90,7 +90,9 @@ def read(root: Path, layout: dict | None) -> RawPlatform:
         else pl.lit(None, pl.String)
     items = items.select(
         "item", "title",
-        pl.concat_str(text_parts, separator=". ", ignore_nulls=True).alias("text"),
+        # Empty fields are nulls here, so a movie with no title, genres or overview has no text at all.
+        pl.concat_str([pl.when(part.str.strip_chars() != "").then(part) for part in text_parts],
+                      separator=". ", ignore_nulls=True).alias("text"),
         image.alias("image"),
         pl.lit(None, pl.String).alias("modality"),
     )
