@@ -7,6 +7,8 @@ image is counted here; the split step then falls the item back to its text, or d
 from __future__ import annotations
 
 import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from transrec.atomic import atomic_memmap, write_json, write_parquet
+from transrec.errors import TransrecError
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # larger files are refused as corrupt (decompression bombs)
 
@@ -47,8 +50,10 @@ def resize(items_path: Path, out_dir: Path, size: int, workers: int) -> dict:
     with atomic_memmap(out_dir / "images.npy", (n, size, size, 3), np.uint8) as store:
         jobs = [(p, size) for p in paths]
         if workers > 1 and n > 256:
-            pool = get_context("spawn").Pool(workers)
-            results = pool.imap(_load, jobs, chunksize=64)
+            # a worker killed mid-way (out of memory on a huge image) raises BrokenProcessPool; a
+            # multiprocessing.Pool would wait for its result forever
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+            results = pool.map(_load, jobs, chunksize=64)
         else:
             pool, results = None, map(_load, jobs)
         try:
@@ -56,10 +61,12 @@ def resize(items_path: Path, out_dir: Path, size: int, workers: int) -> dict:
                 statuses.append(status)
                 if array is not None:
                     store[row] = array
+        except BrokenProcessPool:
+            raise TransrecError(f"an image decoding process died after {len(statuses)} of {n} images "
+                                f"(out of memory?); rerun with --workers 1 to find the image") from None
         finally:
             if pool is not None:
-                pool.close()
-                pool.join()
+                pool.shutdown(cancel_futures=True)
     index = items.select("item").join(
         wants.select("item").with_columns(pl.Series("row", np.arange(n, dtype=np.int32)),
                                           pl.Series("status", statuses, dtype=pl.String)),

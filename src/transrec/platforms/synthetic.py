@@ -19,6 +19,9 @@ synthetic platforms go through exactly the same parsing and cleaning code as a u
 from __future__ import annotations
 
 import csv
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -141,8 +144,51 @@ def _title(world: World, topic: int, sub: int, shift: float, rng: np.random.Gene
     return " ".join(words).capitalize()
 
 
-def generate(out_dir: Path, world_cfg: dict, cfg: dict, key_prefix: str) -> dict:
-    """Write one platform in the csv layout under out_dir; return its counts."""
+def _cdf(p: np.ndarray) -> np.ndarray:
+    """The cumulative table `Generator.choice(len(p), p=p)` builds internally (same float operations)."""
+    cdf = np.cumsum(p)
+    cdf /= cdf[-1]
+    return cdf
+
+
+def _draw(rng: np.random.Generator, cdf: np.ndarray) -> int:
+    """Exactly `rng.choice(len(p), p=p)` for a precomputed `_cdf(p)`: one uniform double, same index.
+
+    choice() re-validates and re-accumulates p on every call; a user draws from the same dozen
+    distributions again and again, so caching their tables makes generation several times faster
+    while the random stream, and therefore every generated platform, stays bit-identical.
+    """
+    return int(cdf.searchsorted(rng.random(), side="right"))
+
+
+def _render_items(args: tuple) -> list[str]:
+    """Titles of a chunk of items, writing each item's image (runs in a worker process, or inline)."""
+    world_cfg, cfg, images, chunk, keys, topics, subs = args
+    world = World(world_cfg.get("seed", 7), world_cfg.get("n_topics", 12))
+    shift = cfg.get("domain_shift", 0.0)
+    titles = []
+    for i, key, topic, sub in zip(chunk, keys, topics, subs):
+        # Each item's content has its own stream: the catalogue does not depend on rendering order.
+        item_rng = np.random.default_rng([world_cfg.get("seed", 7), cfg["seed"], i])
+        titles.append(_title(world, topic, sub, shift, item_rng))
+        with atomic_path(images / f"{key}.jpg", ".jpg") as img_tmp:
+            _render(world, topic, sub, shift, item_rng).save(img_tmp, "JPEG", quality=90)
+    return titles
+
+
+def _workers(n_items: int, workers: int | None) -> int:
+    if workers is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        workers = min(8, cpus)
+    return workers if n_items >= 2000 else 1  # below that, starting processes costs more than it saves
+
+
+def generate(out_dir: Path, world_cfg: dict, cfg: dict, key_prefix: str, workers: int | None = None) -> dict:
+    """Write one platform in the csv layout under out_dir; return its counts.
+
+    Items are rendered in `workers` processes (default: CPUs, at most 8); the output is the same
+    for any number of workers, since every item draws from its own seeded stream.
+    """
     world = World(world_cfg.get("seed", 7), world_cfg.get("n_topics", 12))
     rng = np.random.default_rng([world_cfg.get("seed", 7), cfg["seed"]])
     n_users, n_items = cfg["n_users"], cfg["n_items"]
@@ -169,43 +215,63 @@ def generate(out_dir: Path, world_cfg: dict, cfg: dict, key_prefix: str) -> dict
 
     images = out_dir / "images"
     images.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "items.csv") as tmp, tmp.open("w", newline="") as fh:
+    topics, subs = item_topic.tolist(), item_sub.tolist()
+    n_workers = _workers(n_items, workers)
+    size = max(64, min(1024, -(-n_items // (n_workers * 8))))
+    chunks = [list(range(a, min(a + size, n_items))) for a in range(0, n_items, size)]
+    jobs = [(world_cfg, cfg, images, c, [keys[i] for i in c], [topics[i] for i in c], [subs[i] for i in c])
+            for c in chunks]
+    with atomic_path(out_dir / "items.csv") as tmp, tmp.open("w", newline="") as fh, \
+            tqdm(total=n_items, desc=f"synthetic items {out_dir.name}", unit="item", leave=False) as bar:
         writer = csv.writer(fh)
         writer.writerow(["item_id", "title", "modality"])
-        for i in tqdm(range(n_items), desc=f"synthetic items {out_dir.name}", unit="item", leave=False):
-            # Each item's content has its own stream: the catalogue does not depend on rendering order.
-            item_rng = np.random.default_rng([world_cfg.get("seed", 7), cfg["seed"], i])
-            writer.writerow([keys[i], _title(world, item_topic[i], item_sub[i], shift, item_rng),
-                             "text" if is_text[i] else "image"])
-            with atomic_path(images / f"{keys[i]}.jpg", ".jpg") as img_tmp:
-                _render(world, item_topic[i], item_sub[i], shift, item_rng).save(img_tmp, "JPEG", quality=90)
+        # a process pool that raises (BrokenProcessPool) rather than hangs if a worker dies
+        pool = ProcessPoolExecutor(n_workers, mp_context=get_context("spawn")) if n_workers > 1 else None
+        try:
+            results = pool.map(_render_items, jobs) if pool is not None else map(_render_items, jobs)
+            for chunk, titles in zip(chunks, results):
+                writer.writerows([keys[i], title, "text" if is_text[i] else "image"] for i, title in zip(chunk, titles))
+                bar.update(len(chunk))
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
 
     n_rows = 0
+    n_topics = world.n_topics
     with atomic_path(out_dir / "interactions.csv") as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["user_id", "item_id", "timestamp"])
         for u in tqdm(range(n_users), desc=f"synthetic users {out_dir.name}", unit="user", leave=False):
-            taste = rng.dirichlet(np.full(world.n_topics, 0.25)) * 0.7 + topic_mix * 0.3
-            sub_taste = rng.dirichlet(np.ones(N_SUBTOPICS), size=world.n_topics)
+            taste = rng.dirichlet(np.full(n_topics, 0.25)) * 0.7 + topic_mix * 0.3
+            sub_taste = rng.dirichlet(np.ones(N_SUBTOPICS), size=n_topics)
             length = int(rng.integers(lo, hi + 1))
             t = int(1_600_000_000 + rng.integers(0, 30_000_000))
-            topic = int(rng.choice(world.n_topics, p=taste))
-            prev = -1
+            topic = _draw(rng, _cdf(taste))
+            topic_cdf: dict[int, np.ndarray] = {}  # this user's next-topic table, by current topic
+            item_cdf: dict[int, np.ndarray] = {}   # this user's item table, by topic
+            user, rows, prev = f"{key_prefix}u{u:06d}", [], -1
             for _ in range(length):
                 if prev >= 0 and rng.random() < 0.25:
                     item = int(follow[prev])
                 else:
-                    p = 0.5 * world.transitions[topic] + 0.5 * taste
-                    topic = int(rng.choice(world.n_topics, p=p / p.sum()))
-                    pool = by_topic[topic]
-                    if len(pool) == 0:
+                    cdf = topic_cdf.get(topic)
+                    if cdf is None:
+                        p = 0.5 * world.transitions[topic] + 0.5 * taste
+                        cdf = topic_cdf[topic] = _cdf(p / p.sum())
+                    topic = _draw(rng, cdf)
+                    pool_items = by_topic[topic]
+                    if len(pool_items) == 0:
                         continue
-                    w = item_pop[pool] * sub_taste[topic][item_sub[pool]]
-                    item = int(pool[rng.choice(len(pool), p=w / w.sum())])
+                    cdf = item_cdf.get(topic)
+                    if cdf is None:
+                        w = item_pop[pool_items] * sub_taste[topic][item_sub[pool_items]]
+                        cdf = item_cdf[topic] = _cdf(w / w.sum())
+                    item = int(pool_items[_draw(rng, cdf)])
                 topic = int(item_topic[item])
-                writer.writerow([f"{key_prefix}u{u:06d}", keys[item], t])
-                n_rows += 1
+                rows.append((user, keys[item], t))
                 prev = item
                 # ~10% of consecutive clicks share a timestamp (exercises the tie-break rule)
                 t += 0 if rng.random() < 0.1 else int(rng.exponential(3600)) + 60
+            writer.writerows(rows)
+            n_rows += len(rows)
     return {"users": n_users, "items": n_items, "interactions": n_rows}
