@@ -126,29 +126,29 @@ def main() -> None:
     print(f"platform: {args.users:,} users, {args.items:,} items, text fraction {args.text_fraction}, "
           f"history {args.min_history}-{args.max_history}, images {args.image_size}px; work dir {work}")
     print(flush=True)
-    header = f"{'step':<9} {'wall s':>8} {'throughput':>20} {'peak RSS':>10}  work"
-    rows = [header, "-" * len(header)]
+    header = (f"{'step':<9} {'wall s':>7} {'net s':>6} {'rate (wall)':>12} {'rate (net)':>12} {'unit':<8} "
+              f"{'peak RSS':>9}  work")
+    print(header + "\n" + "-" * len(header), flush=True)
     total = 0.0
     try:
         with open(work / "bench.log", "w") as log:
             # the cost every step pays before any work: interpreter start, imports, params validation
-            wall, peak = run_step(work, "validate", 0, log)
-            rows.append(f"{'startup':<9} {wall:>8.1f} {'':>21} {peak:>6,.0f} MiB  `transrec validate`: "
-                        f"process start, imports, params check (included in every step below)")
-            print(rows[-1], flush=True)
+            startup, peak = run_step(work, "validate", 0, log)
+            print(f"{'startup':<9} {startup:>7.1f} {'':>6} {'':>12} {'':>12} {'':<8} {peak:>5,.0f} MiB  "
+                  f"`transrec validate`: process start, imports, params check", flush=True)
             for step in STEPS:
                 wall, peak = run_step(work, step, args.workers, log)
                 n, unit, what = work_done(proc, raw, step)
                 total += wall
+                net = max(wall - startup, 1e-3)
                 label = "generate" if step == "download" else step
-                rows.append(f"{label:<9} {wall:>8.1f} {n / wall:>12,.0f} {unit:<8} {peak:>6,.0f} MiB  {what}")
-                print(rows[-1], flush=True)
-        rows.append("-" * len(header))
-        rows.append(f"{'total':<9} {total:>8.1f}  (the five steps)")
+                print(f"{label:<9} {wall:>7.1f} {net:>6.1f} {n / wall:>12,.0f} {n / net:>12,.0f} {unit:<8} "
+                      f"{peak:>5,.0f} MiB  {what}", flush=True)
+        print("-" * len(header))
+        print(f"{'total':<9} {total:>7.1f}  (the five steps)")
         disk = sum(p.stat().st_size for p in proc.rglob("*") if p.is_file())
-        print("\n" + "\n".join(rows))
-        print(f"\nprocessed folder: {disk / 2**20:,.1f} MiB; wall includes process start and imports "
-              f"(tokenize loads transformers); peak RSS = largest single process of the step")
+        print(f"\nprocessed folder: {disk / 2**20:,.1f} MiB. wall: the whole `transrec <step>` process; "
+              f"net: wall minus startup; peak RSS: largest single process of the step (wait4 ru_maxrss)")
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
