@@ -147,7 +147,10 @@ def clean(cfg: dict, root: Path, out_dir: Path, seed: int) -> dict:
         fallbacks["unknown declared modality -> by content"] = bad_declared.height
         items = items.with_columns(pl.when(pl.col("declared").is_in(MODALITIES)).then(pl.col("declared")).alias("declared"))
     exists = [p is not None and os.path.isfile(p) for p in items["image"].to_list()]
-    image_missing = sum(1 for p, e in zip(items["image"].to_list(), exists) if p is not None and not e)
+    # A missing file counts only where an image was expected: a layout gives every item an image path,
+    # but an item the source declares text-only is not missing anything.
+    image_missing = sum(1 for p, e, d in zip(items["image"].to_list(), exists, items["declared"].to_list())
+                        if p is not None and not e and d != "text")
     items = items.with_columns(
         pl.Series("has_image", exists, dtype=pl.Boolean),
         (pl.col("text") != "").alias("has_text"),

@@ -70,37 +70,48 @@ def read_table(
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
         raise TransrecError(f"{path}: not {encoding} text ({exc.reason} at byte {exc.start}); set the adapter's encoding") from None
-    lines = text.splitlines()
+    csv.field_size_limit(1 << 24)  # long descriptions are fine; a runaway quote is caught below
     if len(separator) == 1:
-        rows = csv.reader(io.StringIO(text), delimiter=separator)
+        # strict: a quote still open at the end of the file is an error, not one giant silent field
+        reader = csv.reader(io.StringIO(text), delimiter=separator, strict=True)
+        # (physical line where the record ends, fields): quoted fields may span lines
+        rows = ((reader.line_num, fields) for fields in reader)
     else:
-        rows = (line.split(separator) for line in lines)
+        rows = ((n, line.split(separator)) for n, line in enumerate(text.splitlines(), start=1))
     header: list[str] | None = None
     out: dict[str, list] = {c: [] for c in columns}
     out["row"] = []
     positions: list[int] = list(range(len(columns)))
     n_fields = len(columns)
     data_row = 0
-    for line_no, fields in enumerate(rows, start=1):
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
-            continue  # blank line: nothing lost
-        if has_header and header is None:
-            header = [h.strip().lstrip("\ufeff") for h in fields]
-            missing = [c for c in columns if c not in header]
-            if missing:
-                raise TransrecError(f"{path}: header lacks column(s) {', '.join(missing)} (has: {', '.join(header)})")
-            positions = [header.index(c) for c in columns]
-            n_fields = len(header)
-            continue
-        if len(fields) != n_fields:
-            raw_line = separator.join(fields)
-            quarantine.append({"table": table, "file": path.name, "line": line_no, "reason": f"expected {n_fields} fields, got {len(fields)}",
-                               "raw": raw_line[:500]})
+    line_no = previous = 0
+    try:
+        for line_no, fields in rows:
+            started, previous = previous + 1, line_no
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue  # blank line: nothing lost
+            if has_header and header is None:
+                header = [h.strip().lstrip("\ufeff") for h in fields]
+                missing = [c for c in columns if c not in header]
+                if missing:
+                    raise TransrecError(f"{path}: header lacks column(s) {', '.join(missing)} (has: {', '.join(header)})")
+                positions = [header.index(c) for c in columns]
+                n_fields = len(header)
+                continue
+            if len(fields) != n_fields:
+                if line_no - started > 1:  # one broken record swallowed many lines: say so, lose nothing quietly
+                    raise TransrecError(f"{path}: line {started}: a quoted field is never closed "
+                                        f"(it runs to line {line_no}); fix the quoting")
+                quarantine.append({"table": table, "file": path.name, "line": line_no,
+                                   "reason": f"expected {n_fields} fields, got {len(fields)}",
+                                   "raw": separator.join(fields)[:500]})
+                data_row += 1
+                continue
+            for name, pos in zip(columns, positions):
+                out[name].append(fields[pos].strip())
+            out["row"].append(data_row)
             data_row += 1
-            continue
-        for name, pos in zip(columns, positions):
-            out[name].append(fields[pos].strip())
-        out["row"].append(data_row)
-        data_row += 1
+    except csv.Error as exc:
+        raise TransrecError(f"{path}: line {previous + 1}: {exc} (a quoted field that is never closed?)") from None
     frame = pl.DataFrame(out, schema={**{c: pl.String for c in columns}, "row": pl.Int64})
     return frame.rename(rename) if rename else frame
