@@ -1,0 +1,138 @@
+"""`transrec report`: tables (markdown + CSV), transfer gains, PNG plots, all from the metrics JSONs.
+
+Writes to {paths.results}/report/:
+    results.csv, results.md     every platform x setting of the main point (mean, and std over seeds)
+    gains.csv                   finetune over scratch per target (absolute and relative)
+    scaling_source.csv          NDCG@10 against the share of source users used for pre-training
+    scaling_target.csv          NDCG@10 against the share of target users trained on
+    bars_<platform>.png         HR@10 and NDCG@10 per setting, one chart per platform
+    scaling_source.png, scaling_target.png
+    summary.json                the headline numbers (what DVC shows as metrics)
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: write PNGs
+import matplotlib.pyplot as plt  # noqa: E402
+
+from transrec.atomic import atomic_path, write_json  # noqa: E402
+from transrec.report import results as R  # noqa: E402
+
+METRICS = ["hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr"]
+SETTING_COLOURS = {"popularity": "#9e9e9e", "id": "#795548", "scratch": "#1f77b4", "finetune": "#d62728",
+                   "frozen": "#ff7f0e", "zero_shot": "#2ca02c", "pretrain": "#9467bd"}
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
+        if not rows:
+            fh.write("")
+            return
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _cell(row: dict, metric: str) -> str:
+    mean, std = row[metric], row.get(f"{metric}_std", 0.0)
+    return f"{mean:.4f} ± {std:.4f}" if row.get("seeds", 1) > 1 else f"{mean:.4f}"
+
+
+def markdown_table(rows: list[dict], metrics: list[str]) -> str:
+    out = io.StringIO()
+    out.write("| platform | setting | " + " | ".join(m.upper().replace("@", "@") for m in metrics) + " |\n")
+    out.write("|---|---|" + "---|" * len(metrics) + "\n")
+    for r in rows:
+        out.write(f"| {r['platform']} | {r['setting']} | " + " | ".join(_cell(r, m) for m in metrics) + " |\n")
+    return out.getvalue()
+
+
+def gains_markdown(rows: list[dict]) -> str:
+    out = io.StringIO()
+    out.write("| target | HR@10 scratch | HR@10 finetune | gain | NDCG@10 scratch | NDCG@10 finetune | gain |\n")
+    out.write("|---|---|---|---|---|---|---|\n")
+    for r in rows:
+        cells = []
+        for m in R.HEADLINE:
+            rel = r[f"{m}_gain_rel"]
+            rel_txt = "" if math.isnan(rel) else f" ({rel:+.0%})"
+            cells += [f"{r[f'{m}_scratch']:.4f}", f"{r[f'{m}_finetune']:.4f}", f"{r[f'{m}_gain']:+.4f}{rel_txt}"]
+        out.write(f"| {r['platform']} | " + " | ".join(cells) + " |\n")
+    return out.getvalue()
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def bar_chart(rows: list[dict], platform: str, path: Path) -> None:
+    part = [r for r in rows if r["platform"] == platform]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, metric in zip(axes, R.HEADLINE):
+        names = [r["setting"] for r in part]
+        ax.bar(names, [r[metric] for r in part], yerr=[r[f"{metric}_std"] for r in part],
+               color=[SETTING_COLOURS.get(n, "#333333") for n in names], capsize=3)
+        ax.set_title(f"{platform}: {metric.upper()}")
+        ax.tick_params(axis="x", rotation=30)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def scaling_chart(rows: list[dict], axis: str, path: Path, metric: str = "ndcg@10") -> None:
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for (platform, setting) in sorted({(r["platform"], r["setting"]) for r in rows}):
+        pts = sorted((r for r in rows if r["platform"] == platform and r["setting"] == setting),
+                     key=lambda r: r["fraction"])
+        ax.errorbar([p["fraction"] for p in pts], [p[metric] for p in pts], yerr=[p[f"{metric}_std"] for p in pts],
+                    marker="o", capsize=3, label=f"{platform}/{setting}", color=SETTING_COLOURS.get(setting))
+    ax.set_xscale("log")
+    ax.set_xlabel("share of source users (pre-training)" if axis == "src" else "share of target users (training)")
+    ax.set_ylabel(metric.upper())
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def build(results_dir: Path) -> dict:
+    cells = R.collect(results_dir / "metrics")
+    out = results_dir / "report"
+    rows = R.main_table(cells, METRICS)
+    write_csv(out / "results.csv", rows)
+    gain_rows = R.gains(rows)
+    write_csv(out / "gains.csv", gain_rows)
+    md = "## Results (test, leave-one-out, full ranking)\n\n" + markdown_table(rows, ["hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr"])
+    if gain_rows:
+        md += "\n## Transfer gain: finetune over scratch\n\n" + gains_markdown(gain_rows)
+    with atomic_path(out / "results.md") as tmp:
+        tmp.write_text(md)
+    plots = []
+    for platform in sorted({r["platform"] for r in rows}):
+        path = out / f"bars_{platform}.png"
+        bar_chart(rows, platform, path)
+        plots.append(path)
+    curves = {}
+    for axis, name in (("src", "scaling_source"), ("tgt", "scaling_target")):
+        points = R.scaling(cells, axis)
+        write_csv(out / f"{name}.csv", points)
+        if points:
+            scaling_chart(points, axis, out / f"{name}.png")
+            plots.append(out / f"{name}.png")
+        curves[name] = len(points)
+    summary = {
+        "results": {f"{r['platform']}/{r['setting']}": {m: round(r[m], 6) for m in R.HEADLINE} for r in rows},
+        "gains": {r["platform"]: {f"{m}_gain": round(r[f"{m}_gain"], 6) for m in R.HEADLINE} for r in gain_rows},
+        "scaling_points": curves,
+        "plots": [p.name for p in plots],
+    }
+    write_json(out / "summary.json", summary)
+    return {"rows": rows, "gains": gain_rows, "markdown": md, "plots": plots, "summary": summary}
