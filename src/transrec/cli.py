@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, default=1, help="GPUs this job needs (0: run as is)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- command to run")
     p.set_defaults(func=_gpu_run)
+    __import__("transrec.train.cli", fromlist=["add_commands"]).add_commands(sub, common)  # cache/pretrain/transfer/evaluate
     return parser
 
 

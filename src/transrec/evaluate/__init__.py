@@ -1,0 +1,1 @@
+"""Full-ranking leave-one-out evaluation: metric functions, ranking in chunks, `transrec evaluate`."""

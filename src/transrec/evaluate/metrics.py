@@ -1,0 +1,44 @@
+"""Ranking metrics for leave-one-out evaluation with full ranking.
+
+rank = number of *other* items whose score is >= the target's score (0 = ranked first). Ties are
+counted against the target (pessimistic): a model that scores everything equally ranks the target
+last, never first. Masked items (history, dropped) carry -inf and so never outrank a target.
+
+    HR@k   = mean(rank < k)
+    NDCG@k = mean(1 / log2(rank + 2) if rank < k else 0)     (one relevant item: IDCG = 1)
+    MRR    = mean(1 / (rank + 1))                               (no cut-off)
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def pessimistic_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[U] ranks of targets[u] within scores[u] (ties count against the target)."""
+    target_scores = scores.gather(1, targets.view(-1, 1))
+    return (scores >= target_scores).sum(1) - 1  # the target itself is >= itself
+
+
+def metric_sums(ranks: torch.Tensor, ks: list[int]) -> dict[str, float]:
+    """Sums (not means) so that chunks add up; divide by the user count at the end."""
+    ranks = ranks.double()
+    out = {}
+    for k in ks:
+        hit = ranks < k
+        out[f"hr@{k}"] = float(hit.sum())
+        out[f"ndcg@{k}"] = float((hit / torch.log2(ranks + 2)).sum())
+    out["mrr"] = float((1.0 / (ranks + 1)).sum())
+    return out
+
+
+def metrics_from_ranks(ranks, ks: list[int]) -> dict[str, float]:
+    ranks = torch.as_tensor(ranks)
+    sums = metric_sums(ranks, ks)
+    return {k: v / max(1, len(ranks)) for k, v in sums.items()}
+
+
+def ndcg_at(rank: int, k: int) -> float:
+    """One user's NDCG@k for a 0-based rank (for readers checking the formula)."""
+    return 1.0 / math.log2(rank + 2) if rank < k else 0.0

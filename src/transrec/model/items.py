@@ -1,0 +1,137 @@
+"""Item towers (item index -> d-dim vector) and the per-platform item inputs they read.
+
+`ItemFeatures` holds one platform's item inputs: modality codes, token ids and real lengths, the
+resized images (a memmap), and optionally the frozen-layer cache (the frozen bottoms' outputs).
+The towers take a 1-D tensor of *distinct* item indices (the caller de-duplicates) and:
+
+- ContentTower: sends the text items through the text encoder in one pass and the image items
+  through the image encoder in one pass, then scatters both back into the caller's order with
+  index_put (vectorised, no per-position loop); items with text and image are fused (sum, or
+  concat + linear).
+- IdTower: an embedding table (the SASRec-ID baseline). Item-specific: never transferred.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from transrec.model.config import ModelConfig
+from transrec.model.image import ImageEncoder
+from transrec.model.text import TextEncoder
+
+DROPPED, TEXT, IMAGE, BOTH = 0, 1, 2, 3
+MODALITY_CODES = {"dropped": DROPPED, "text": TEXT, "image": IMAGE, "both": BOTH}
+
+
+@dataclass
+class ItemFeatures:
+    """One platform's item inputs, indexed by item (row = item index)."""
+
+    modality: torch.Tensor                  # int64 [n_items]: DROPPED/TEXT/IMAGE/BOTH
+    text_ids: torch.Tensor | None           # int64 [n_items, max_len]
+    text_len: torch.Tensor                  # int64 [n_items]: real tokens
+    image_row: torch.Tensor                 # int64 [n_items]: row in `images`, -1 = none
+    images: np.ndarray | None               # uint8 [n_image_rows, S, S, 3] (memmap)
+    text_cache: torch.Tensor | None = None  # [n_text_rows, T, H]: hidden states entering the first trainable layer
+    text_row: torch.Tensor | None = None    # int64 [n_items]: row in text_cache, -1 = none
+    image_cache: torch.Tensor | None = None  # [n_image_rows, C, h, w]: features entering the first trainable block
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def n_items(self) -> int:
+        return len(self.modality)
+
+    @property
+    def image_size(self) -> int | None:
+        return None if self.images is None or self.images.ndim != 4 else int(self.images.shape[1])
+
+    def to(self, device) -> "ItemFeatures":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return ItemFeatures(move(self.modality), move(self.text_ids), move(self.text_len), move(self.image_row),
+                            self.images, move(self.text_cache), move(self.text_row), move(self.image_cache),
+                            torch.device(device))
+
+    def pixels(self, rows: torch.Tensor) -> torch.Tensor:
+        """uint8 [n, S, S, 3] for image rows (gathered from the memmap)."""
+        idx = rows.cpu().numpy()
+        order = np.argsort(idx, kind="stable")  # sorted reads from the memmap, then back in order
+        out = np.empty((len(idx), *self.images.shape[1:]), dtype=np.uint8)
+        out[order] = self.images[idx[order]]
+        return torch.from_numpy(out).to(self.device, non_blocking=True)
+
+
+class ContentTower(nn.Module):
+    def __init__(self, cfg: ModelConfig, image_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.text = TextEncoder(cfg.text_encoder, cfg.d)
+        self.image = ImageEncoder(cfg.image_encoder, cfg.d, image_size)
+        self.fuse = nn.Linear(2 * cfg.d, cfg.d) if cfg.fusion == "concat" else None
+        self.features: ItemFeatures | None = None
+
+    def attach(self, features: ItemFeatures) -> None:
+        self.features = features
+
+    def encode_text(self, items: torch.Tensor) -> torch.Tensor:
+        f = self.features
+        lengths = f.text_len[items]
+        if f.text_cache is not None:
+            rows = f.text_row[items]
+            return self.text.top_forward(f.text_cache[rows], lengths)
+        return self.text(f.text_ids[items], lengths)
+
+    def encode_image(self, items: torch.Tensor) -> torch.Tensor:
+        f = self.features
+        rows = f.image_row[items]
+        if f.image_cache is not None:
+            return self.image.top_forward(f.image_cache[rows])
+        return self.image(f.pixels(rows))
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        """[len(items), d] for distinct item indices: one pass per modality, scattered back in order."""
+        modality = self.features.modality[items]
+        n, d = len(items), self.cfg.d
+        text_pos = torch.nonzero((modality == TEXT) | (modality == BOTH)).squeeze(1)
+        image_pos = torch.nonzero((modality == IMAGE) | (modality == BOTH)).squeeze(1)
+        zeros = torch.zeros(n, d, device=items.device)
+        text_v = zeros.index_put((text_pos,), self.encode_text(items[text_pos]).float()) if len(text_pos) else zeros
+        image_v = zeros.index_put((image_pos,), self.encode_image(items[image_pos]).float()) if len(image_pos) else zeros
+        out = text_v + image_v  # text-only and image-only rows: their one vector; "both" rows: the sum
+        if self.fuse is not None:
+            both = torch.nonzero(modality == BOTH).squeeze(1)
+            if len(both):
+                fused = self.fuse(torch.cat([text_v[both], image_v[both]], dim=1)).float()
+                out = out.index_put((both,), fused)
+        return out
+
+    def frozen_prefixes(self) -> list[str]:
+        return [f"text.{p}" for p in self.text.frozen_prefixes()] + [f"image.{p}" for p in self.image.frozen_prefixes()]
+
+    def encoder_top_parameters(self) -> list[nn.Parameter]:
+        """The pre-trained encoders' trainable blocks (optimised with train.encoder_lr)."""
+        return self.text.top_parameters() + self.image.top_parameters()
+
+
+class IdTower(nn.Module):
+    def __init__(self, cfg: ModelConfig, n_items: int):
+        super().__init__()
+        self.table = nn.Embedding(n_items, cfg.d)
+        nn.init.normal_(self.table.weight, std=cfg.d ** -0.5)  # unit-norm vectors, like the content towers
+        self.features: ItemFeatures | None = None
+
+    def attach(self, features: ItemFeatures) -> None:
+        if features.n_items != self.table.num_embeddings:
+            raise ValueError(f"ID model has {self.table.num_embeddings} items, the platform {features.n_items}")
+        self.features = features
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        return self.table(items)
+
+    def frozen_prefixes(self) -> list[str]:
+        return []
+
+    def encoder_top_parameters(self) -> list[nn.Parameter]:
+        return []

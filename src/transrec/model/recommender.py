@@ -1,0 +1,161 @@
+"""The recommender: item tower + user encoder + dot-product scoring, with a RecBole-style interface.
+
+    calculate_loss(batch)        training loss of one batch (also `forward`, so DDP can wrap it)
+    full_sort_predict(histories) scores of a batch of users against the whole catalogue
+    encode_catalog()             every item's vector, once (evaluation ranks against it)
+
+Per step, every item index the batch mentions (histories, positives, negatives) goes through the
+item tower exactly once: `item_vectors` de-duplicates with torch.unique and gathers the vectors
+back with the inverse index.
+
+Batch (tensors; -1 = padding / none):
+    history   [B, N]          left-padded item indices
+    targets   [B, N] causal (next item at every position) | [B, P] bidirectional (next P clicks)
+    negatives [B, T, K] (per_position) | [K] (shared, in_batch)
+    neg_mask  [B, K] bool, shared/in_batch only: False where the candidate is one of the user's items
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from transrec.model.config import ModelConfig
+from transrec.model.items import DROPPED, ContentTower, IdTower, ItemFeatures
+from transrec.model.user import UserEncoder
+
+KINDS = ("content", "id")
+
+
+class Recommender(nn.Module):
+    def __init__(self, cfg: ModelConfig, kind: str = "content", n_items: int | None = None,
+                 image_size: int | None = None):
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}")
+        self.cfg, self.kind = cfg, kind
+        torch.manual_seed(cfg.init_seed)  # fresh layers start the same way for the same seed
+        self.items = ContentTower(cfg, image_size or 64) if kind == "content" else IdTower(cfg, n_items)
+        self.user = UserEncoder(cfg.user_encoder, cfg.d)
+        self.items_frozen = False
+        self._item_table: torch.Tensor | None = None  # set while the item tower is frozen
+
+    # ---- items -------------------------------------------------------------------------------
+    def attach(self, features: ItemFeatures) -> None:
+        """Point the model at a platform's items (the target of a transfer, or the source)."""
+        self.items.attach(features)
+        self.features = features
+        self._item_table = None
+
+    def freeze_items(self) -> None:
+        """Freeze the whole item tower (the `frozen` transfer setting); its vectors are then computed once."""
+        self.items.requires_grad_(False)
+        self.items_frozen = True
+        self._item_table = None
+
+    def item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """Vectors for item indices of any shape (-1 = padding -> zero vector), each distinct item encoded once."""
+        flat = ids.reshape(-1)
+        valid = torch.nonzero(flat >= 0).squeeze(1)
+        out = torch.zeros(len(flat), self.cfg.d, device=ids.device)
+        if len(valid):
+            if self.items_frozen:
+                vec = self.frozen_table()[flat[valid]]
+            else:
+                uniq, inverse = torch.unique(flat[valid], return_inverse=True)
+                vec = self.items(uniq).float()[inverse]
+            out = out.index_put((valid,), vec)
+        return out.view(*ids.shape, self.cfg.d)
+
+    def frozen_table(self) -> torch.Tensor:
+        if self._item_table is None:
+            self._item_table = self.encode_catalog()
+        return self._item_table
+
+    @torch.no_grad()
+    def encode_catalog(self, chunk: int = 1024) -> torch.Tensor:
+        """[n_items, d]: every non-dropped item encoded once (dropped items: zeros), in eval mode."""
+        was = self.training
+        self.items.eval()
+        modality = self.features.modality
+        out = torch.zeros(len(modality), self.cfg.d, device=modality.device)
+        keep = torch.nonzero(modality != DROPPED).squeeze(1)
+        for start in range(0, len(keep), chunk):
+            rows = keep[start:start + chunk]
+            out[rows] = self.items(rows).float()
+        self.items.train(was and not self.items_frozen)
+        return out
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.items_frozen:
+            self.items.eval()
+        return self
+
+    # ---- users -------------------------------------------------------------------------------
+    def user_states(self, history: torch.Tensor, history_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        vectors = self.item_vectors(history) if history_vectors is None else history_vectors
+        return self.user(vectors, history >= 0)
+
+    def user_vectors(self, history: torch.Tensor, catalog: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, d]: the output at the last position. With `catalog`, history vectors are looked up in it."""
+        vectors = None
+        if catalog is not None:
+            vectors = catalog[history.clamp(min=0)] * (history >= 0).unsqueeze(-1)
+        return self.user_states(history, vectors)[:, -1]
+
+    @torch.no_grad()
+    def full_sort_predict(self, history: torch.Tensor, catalog: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, n_items] dot-product scores; dropped items score -inf."""
+        catalog = self.encode_catalog() if catalog is None else catalog
+        scores = self.user_vectors(history, catalog) @ catalog.T
+        return scores.masked_fill((self.features.modality == DROPPED)[None], float("-inf"))
+
+    # ---- training ------------------------------------------------------------------------------
+    def calculate_loss(self, batch: dict) -> torch.Tensor:
+        history, targets, negatives = batch["history"], batch["targets"], batch["negatives"]
+        b, n = history.shape
+        ids = torch.cat([history.reshape(-1), targets.reshape(-1), negatives.reshape(-1)])
+        vec = self.item_vectors(ids)  # one de-duplicated pass over everything the step touches
+        hist_v, rest = vec[: b * n].view(b, n, -1), vec[b * n:]
+        target_v = rest[: targets.numel()].view(*targets.shape, -1)
+        neg_v = rest[targets.numel():].view(*negatives.shape, -1)
+
+        states = self.user_states(history, hist_v)
+        if self.cfg.user_encoder.mode == "causal":
+            query = states                                        # [B, N, d]: every position predicts the next
+        else:
+            query = states[:, -1:].expand(-1, targets.shape[1], -1)  # [B, P, d]: the last position
+        has_target = targets >= 0
+        pos_logit = (query * target_v).sum(-1)
+        if negatives.dim() == 3:  # per_position: [B, T, K]
+            neg_logit = torch.einsum("btd,btkd->btk", query, neg_v)
+            neg_ok = negatives >= 0
+        else:  # shared / in_batch: [K], masked per user
+            neg_logit = query @ neg_v.T
+            neg_ok = batch["neg_mask"][:, None, :].expand(-1, query.shape[1], -1)
+        if self.cfg.loss == "bce":
+            neg_term = (F.softplus(neg_logit) * neg_ok).sum(-1) / neg_ok.sum(-1).clamp(min=1)
+            per_position = F.softplus(-pos_logit) + neg_term
+        else:
+            logits = torch.cat([pos_logit.unsqueeze(-1), neg_logit.masked_fill(~neg_ok, float("-inf"))], dim=-1)
+            per_position = -torch.log_softmax(logits.float(), dim=-1)[..., 0]
+        return (per_position * has_target).sum() / has_target.sum().clamp(min=1)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.calculate_loss(batch)
+
+    # ---- parameter groups and checkpoints ------------------------------------------------------------
+    def frozen_prefixes(self) -> list[str]:
+        """State-dict key prefixes of the frozen encoder bottoms (rebuilt from pretrained weights, never saved)."""
+        return [f"items.{p}" for p in self.items.frozen_prefixes()]
+
+    def param_groups(self, lr: float, encoder_lr: float, weight_decay: float) -> list[dict]:
+        encoder = {id(p) for p in self.items.encoder_top_parameters()}
+        trainable = [(name, p) for name, p in self.named_parameters() if p.requires_grad]
+        enc = [p for _, p in trainable if id(p) in encoder]
+        rest = [p for _, p in trainable if id(p) not in encoder]
+        groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay, "name": "model"}]
+        if enc:
+            groups.append({"params": enc, "lr": encoder_lr, "weight_decay": weight_decay, "name": "encoder_top"})
+        return groups

@@ -1,0 +1,134 @@
+"""Text item encoder: a HF BERT-family encoder, split into a frozen bottom and a trainable top.
+
+    token ids -> embeddings -> layers[:F] (frozen, the cacheable part) -> layers[F:] (trainable, k = n - F)
+              -> pooling (mean over real tokens | CLS) -> linear to d
+
+The frozen bottom always runs in eval mode without gradients, so its output is a pure function of
+the token ids: `transrec cache` stores it once per platform and training resumes from it
+(`top_forward`), with the same result as running the whole encoder (`forward`).
+
+Items are processed grouped by their real token count: every group runs at its own length with no
+padding at all. Padding never influences a real token in BERT (it is masked out as a key), so this
+gives the same vectors as the padded batch while skipping the padded positions' compute.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from transrec.errors import TransrecError
+from transrec.model.projection import projection
+from transrec.model.config import TextEncoderConfig
+
+
+def load_backbone(cfg: TextEncoderConfig):
+    """(AutoModel, resolved path or name). 'minilm' and local folders never touch the network."""
+    from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
+
+    from transrec.data.text import resolve_model_path
+
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per run is noise in every log
+
+    path = resolve_model_path(cfg.name)
+    local = cfg.name == "minilm" or Path(path).exists()
+    try:
+        if cfg.pretrained:
+            model = AutoModel.from_pretrained(path, local_files_only=local)
+        else:
+            model = AutoModel.from_config(AutoConfig.from_pretrained(path, local_files_only=local))
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = "" if local else " (a hub name needs the network; give a local folder or 'minilm' offline)"
+        raise TransrecError(f"cannot load text encoder '{cfg.name}': {first}{hint}") from None
+    return model, path
+
+
+def _find_layers(model) -> nn.ModuleList:
+    for attr in ("encoder.layer", "encoder.layers", "layers"):
+        obj = model
+        for part in attr.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, nn.ModuleList) and len(obj) and hasattr(model, "embeddings"):
+            return obj
+    raise TransrecError(f"text encoder {type(model).__name__}: unsupported architecture "
+                        "(needs BERT-style .embeddings and .encoder.layer, e.g. BERT, RoBERTa, ELECTRA, MiniLM)")
+
+
+class TextEncoder(nn.Module):
+    def __init__(self, cfg: TextEncoderConfig, d: int):
+        super().__init__()
+        backbone, self.source = load_backbone(cfg)
+        layers = _find_layers(backbone)
+        n = len(layers)
+        if not 0 <= cfg.trainable_blocks <= n:
+            raise TransrecError(f"model.text_encoder.trainable_blocks: {cfg.trainable_blocks} is outside 0..{n} "
+                                f"({cfg.name} has {n} layers)")
+        self.cfg = cfg
+        self.n_layers = n
+        self.frozen_depth = n - cfg.trainable_blocks
+        self.hf_config = backbone.config
+        self.hidden_size = backbone.config.hidden_size
+        self.embeddings = backbone.embeddings
+        self.bottom = nn.ModuleList(layers[: self.frozen_depth])
+        self.top = nn.ModuleList(layers[self.frozen_depth:])
+        self.proj = projection(self.hidden_size, d)
+        for module in (self.embeddings, self.bottom):
+            module.requires_grad_(False)
+        self.rows_encoded = 0  # rows through `top_forward` (tests count encoder work with it)
+
+    # The frozen part never trains: dropout off, always.
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.embeddings.eval()
+        self.bottom.eval()
+        return self
+
+    @staticmethod
+    def _run(layers, hidden: torch.Tensor) -> torch.Tensor:
+        for layer in layers:
+            out = layer(hidden, None)  # one length per group: no padding, no mask
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+    @staticmethod
+    def _groups(lengths: torch.Tensor):
+        """(length, row indices) per distinct real length; empty texts run as length 1 ([CLS] only)."""
+        lengths = lengths.clamp(min=1)
+        for length in torch.unique(lengths).tolist():
+            yield int(length), torch.nonzero(lengths == length).squeeze(1)
+
+    @torch.no_grad()
+    def bottom_forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Hidden states entering the first trainable layer: [n, max real length, H] (padding rows zero)."""
+        n, width = ids.shape[0], int(lengths.clamp(min=1).max()) if len(ids) else 1
+        out = torch.zeros(n, width, self.hidden_size, device=ids.device)
+        was = self.training
+        self.embeddings.eval(), self.bottom.eval()
+        for length, rows in self._groups(lengths):
+            hidden = self.embeddings(input_ids=ids[rows, :length].long())
+            out[rows, :length] = self._run(self.bottom, hidden)
+        self.train(was)
+        return out
+
+    def top_forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Trainable layers + pooling + projection from the frozen bottom's output: [n, d]."""
+        self.rows_encoded += len(hidden)
+        pooled = torch.zeros(len(hidden), self.hidden_size, device=hidden.device)
+        for length, rows in self._groups(lengths):
+            h = self._run(self.top, hidden[rows, :length].float())
+            value = h.mean(1) if self.cfg.pooling == "mean" else h[:, 0]
+            pooled = pooled.index_put((rows,), value.float())
+        return self.proj(pooled)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The uncached path: token ids all the way to d-dim vectors."""
+        return self.top_forward(self.bottom_forward(ids, lengths), lengths)
+
+    def frozen_prefixes(self) -> list[str]:
+        return ["embeddings.", "bottom."]
+
+    def top_parameters(self):
+        return list(self.top.parameters())

@@ -1,0 +1,123 @@
+"""`transrec cache <platform>`: the frozen-layer cache.
+
+The frozen bottom of each item encoder gives the same output at every step, so it is computed once
+per platform and training runs only the trainable top blocks from it:
+
+    {paths.data}/cache/<platform>/text.npy    [n text items, T, H]  hidden states entering the first
+                                               trainable text layer (rows: items whose modality uses
+                                               text, in item order; T = longest real text)
+    {paths.data}/cache/<platform>/image.npy   [n images.npy rows, C, h, w]  feature maps entering the
+                                               first trainable image block (rows = images.npy rows)
+    {paths.data}/cache/<platform>/cache.json  the fingerprint, shapes, timing
+
+The fingerprint names the encoders, their frozen depth, a hash of the frozen weights themselves,
+image size, text width, storage dtype and the hashes of the input files, so any change to the
+encoder, its depth or the data makes the cache stale: the trainer then stops with one line.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from transrec.atomic import write_json, write_npy
+from transrec.errors import TransrecError
+from transrec.model.items import ContentTower
+from transrec.train.data import PlatformData
+
+INPUTS = ("catalog.parquet", "text_ids.npy", "text_mask.npy", "images.npy")
+DTYPES = {"float16": np.float16, "float32": np.float32}
+
+
+def cache_dir(params: dict, platform: str) -> Path:
+    return Path(params["paths"]["data"]) / "cache" / platform
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_hash(module: torch.nn.Module, prefixes: list[str]) -> str:
+    h = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        if key.startswith(tuple(prefixes)):
+            h.update(key.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def fingerprint(tower: ContentTower, data: PlatformData, dtype: str) -> dict:
+    t, i = tower.text, tower.image
+    return {
+        "text": {"name": t.cfg.name, "pretrained": t.cfg.pretrained, "layers": t.n_layers,
+                 "frozen_depth": t.frozen_depth, "frozen_weights": weights_hash(t, t.frozen_prefixes())},
+        "image": {"name": i.cfg.name, "pretrained": i.cfg.pretrained, "frozen_depth": i.frozen_depth,
+                  "image_size": data.image_size, "frozen_weights": weights_hash(i, i.frozen_prefixes())},
+        "max_len": int(data.text_ids.shape[1]),
+        "dtype": dtype,
+        "inputs": {name: file_hash(data.proc / name) for name in INPUTS},
+    }
+
+
+@torch.no_grad()
+def build(tower: ContentTower, data: PlatformData, out: Path, dtype: str = "float16", chunk: int = 256,
+          device="cpu") -> dict:
+    start = time.time()
+    tower.eval()
+    np_dtype = DTYPES[dtype]
+    text_items = np.flatnonzero(data.uses_text())
+    width = int(data.text_len[text_items].max(initial=1)) if len(text_items) else 1
+    text = np.zeros((len(text_items), width, tower.text.hidden_size), dtype=np_dtype)
+    for s in tqdm(range(0, len(text_items), chunk), desc=f"cache text {data.name}", unit="chunk"):
+        items = text_items[s:s + chunk]
+        ids = torch.from_numpy(np.asarray(data.text_ids[items], dtype=np.int64)).to(device)
+        lengths = torch.from_numpy(data.text_len[items]).to(device)
+        hidden = tower.text.bottom_forward(ids, lengths)
+        text[s:s + len(items), : hidden.shape[1]] = hidden.cpu().numpy().astype(np_dtype)
+    n_images = len(data.images) if data.images.ndim == 4 else 0
+    image = np.zeros((n_images, *tower.image.feature_shape), dtype=np_dtype)
+    for s in tqdm(range(0, n_images, chunk), desc=f"cache images {data.name}", unit="chunk"):
+        pixels = torch.from_numpy(np.array(data.images[s:s + chunk])).to(device)
+        image[s:s + len(pixels)] = tower.image.bottom_forward(pixels).cpu().numpy().astype(np_dtype)
+    write_npy(out / "text.npy", text)
+    write_npy(out / "image.npy", image)
+    meta = {"platform": data.name, "fingerprint": fingerprint(tower, data, dtype),
+            "text": {"items": len(text_items), "shape": list(text.shape)},
+            "image": {"rows": n_images, "shape": list(image.shape)},
+            "bytes": int(text.nbytes + image.nbytes), "wall_s": round(time.time() - start, 2)}
+    write_json(out / "cache.json", meta)  # written last: its presence means the arrays are complete
+    return meta
+
+
+def _first_difference(a, b, path="") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+    return f"{path} ({a!r} -> {b!r})"
+
+
+def load(tower: ContentTower, data: PlatformData, where: Path, dtype: str) -> dict:
+    """The cache arrays as tensors, after checking the fingerprint; stale or missing -> one-line error."""
+    meta_path = where / "cache.json"
+    rebuild = f"run `transrec cache {data.name}` (or set train.cache: false)"
+    if not meta_path.is_file():
+        raise TransrecError(f"no frozen-layer cache at {where}: {rebuild}")
+    stored = json.loads(meta_path.read_text())["fingerprint"]
+    expected = fingerprint(tower, data, dtype)
+    if stored != expected:
+        raise TransrecError(f"stale frozen-layer cache {where}: {_first_difference(stored, expected)} changed; {rebuild}")
+    text_items = np.flatnonzero(data.uses_text())
+    text_row = np.full(data.n_items, -1, dtype=np.int64)
+    text_row[text_items] = np.arange(len(text_items))
+    return {"text": torch.from_numpy(np.load(where / "text.npy")), "text_row": torch.from_numpy(text_row),
+            "image": torch.from_numpy(np.load(where / "image.npy"))}

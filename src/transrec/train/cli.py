@@ -1,0 +1,96 @@
+"""The learning half's commands: `transrec cache | pretrain | transfer | evaluate`.
+
+    transrec cache PLATFORM            -> {paths.data}/cache/PLATFORM/{text.npy,image.npy,cache.json}
+    transrec pretrain                  -> {paths.results}/models/<source>/pretrain/{best.pt,last.pt,train_log.json}
+    transrec transfer TARGET SETTING   -> {paths.results}/models/TARGET/SETTING/{best.pt,last.pt,train_log.json}
+    transrec evaluate PLATFORM SETTING -> {paths.results}/metrics/PLATFORM/SETTING.json
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def _cache(args) -> None:
+    import torch
+
+    from transrec import params as P
+    from transrec.model.config import ModelConfig
+    from transrec.model.items import ContentTower
+    from transrec.train import cache
+    from transrec.train.data import PlatformData
+    from transrec.train.loop import pick_device, set_threads
+
+    from transrec.train.settings import require_learning
+
+    params = require_learning(P.load(args.params))
+    P.platform_config(params, args.platform)
+    _, proc = P.platform_dirs(params, args.platform)
+    data = PlatformData(proc, args.platform)
+    cfg = ModelConfig.from_dict(params["model"], init_seed=params["train"]["seed"])
+    data.check_tokenizer(cfg.text_encoder.name)
+    device = pick_device(params["train"]["device"], 0)
+    if device.type == "cpu":
+        set_threads(params["train"]["num_threads"])
+    torch.manual_seed(cfg.init_seed)
+    tower = ContentTower(cfg, data.image_size or 64).to(device)
+    if tower.image.load_report.get("weights"):
+        r = tower.image.load_report
+        print(f"image encoder {cfg.image_encoder.name}: {r.get('tensors', '?')} tensors from {r['weights']} "
+              f"(missing {len(r.get('missing', []))}, unexpected {len(r.get('unexpected', []))})")
+    out = cache.cache_dir(params, args.platform)
+    meta = cache.build(tower, data, out, params["train"]["cache_dtype"], device=device)
+    print(f"{args.platform}: cached text {meta['text']['shape']} (frozen {meta['fingerprint']['text']['frozen_depth']}"
+          f" of {meta['fingerprint']['text']['layers']} layers), images {meta['image']['shape']} (frozen "
+          f"{meta['fingerprint']['image']['frozen_depth']} blocks), {meta['bytes'] / 1e6:.1f} MB in "
+          f"{meta['wall_s']} s -> {out}")
+
+
+def _pretrain(args) -> None:
+    from transrec import params as P
+    from transrec.train.loop import run
+    from transrec.train.settings import pretrain_spec, require_learning
+
+    params = require_learning(P.load(args.params))
+    run(params, pretrain_spec(params), restart=args.restart)
+
+
+def _transfer(args) -> None:
+    from transrec import params as P
+    from transrec.train.loop import run
+    from transrec.train.settings import require_learning, transfer_spec
+
+    params = require_learning(P.load(args.params))
+    run(params, transfer_spec(params, args.target, args.setting), restart=args.restart)
+
+
+def _evaluate(args) -> None:
+    from transrec import params as P
+    from transrec.evaluate.run import evaluate
+    from transrec.train.settings import metrics_path, require_learning
+
+    params = require_learning(P.load(args.params))
+    doc = evaluate(params, args.platform, args.setting)
+    t = doc["test"]
+    print(f"{args.platform}/{args.setting}: test hr@10 {t['hr@10']:.4f} ndcg@10 {t['ndcg@10']:.4f} mrr {t['mrr']:.4f} "
+          f"({doc['counts']['users']} users, {doc['counts']['items_ranked']} items) -> "
+          f"{metrics_path(params, args.platform, args.setting)}")
+
+
+def add_commands(sub, common: argparse.ArgumentParser) -> None:
+    from transrec.train.settings import EVAL_SETTINGS, SETTINGS
+
+    p = sub.add_parser("cache", parents=[common], help="frozen-layer cache: the frozen encoder bottoms' outputs, once")
+    p.add_argument("platform", help="platform name from params.yaml")
+    p.set_defaults(func=_cache)
+    p = sub.add_parser("pretrain", parents=[common], help="pre-train on the platform with role: source")
+    p.add_argument("--restart", action="store_true", help="ignore last.pt and train from the start")
+    p.set_defaults(func=_pretrain)
+    p = sub.add_parser("transfer", parents=[common], help="train/transfer to a target in one setting")
+    p.add_argument("target", help="target platform name from params.yaml")
+    p.add_argument("setting", choices=SETTINGS)
+    p.add_argument("--restart", action="store_true", help="ignore last.pt and train from the start")
+    p.set_defaults(func=_transfer)
+    p = sub.add_parser("evaluate", parents=[common], help="full-ranking test metrics of one run (or popularity)")
+    p.add_argument("platform", help="platform name from params.yaml")
+    p.add_argument("setting", choices=EVAL_SETTINGS)
+    p.set_defaults(func=_evaluate)

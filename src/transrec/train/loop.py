@@ -1,0 +1,309 @@
+"""The training loop, nanoGPT style: one function, one model, plain loop over epochs and steps.
+
+- Early stopping on validation NDCG@10 (full ranking); best.pt holds the best epoch's weights.
+- last.pt after every epoch: model, optimizer, next epoch, torch RNG states, early-stop state, the
+  log so far and the W&B run id. A killed run restarts from it (batches are a function of
+  (seed, epoch, step), so the resumed run draws what the uninterrupted one would) and ends with the
+  same result. A last.pt from a different configuration is ignored (the run starts over).
+- torchrun: with WORLD_SIZE > 1 the process group is initialised (nccl on GPU, gloo on CPU), each
+  rank takes its slice of every global batch, the model is DDP-wrapped, and only rank 0 evaluates,
+  logs and writes checkpoints.
+- Device: cuda if available (bf16 autocast), else CPU with train.num_threads threads.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from transrec import params as P
+from transrec.atomic import write_json
+from transrec.errors import TransrecError
+from transrec.evaluate.ranking import model_scorer, rank_split
+from transrec.model import checkpoint as ckpt
+from transrec.model.config import ModelConfig
+from transrec.model.recommender import Recommender
+from transrec.train import cache as frozen_cache
+from transrec.train.data import Batches, PlatformData
+from transrec.train.tracking import Tracker
+
+MONITOR = "ndcg@10"
+
+
+@dataclass
+class RunSpec:
+    platform: str
+    setting: str                    # pretrain | scratch | finetune | frozen | zero_shot | id
+    out_dir: Path
+    kind: str = "content"           # content | id
+    init_from: Path | None = None   # a checkpoint to start from (the source's best.pt)
+    freeze_items: bool = False      # the `frozen` setting: pre-trained item tower fixed
+    train: bool = True              # False: zero_shot (no target training)
+    job_type: str = "transfer"
+    tags: list[str] = field(default_factory=list)
+
+
+# ---- environment -----------------------------------------------------------------------------------
+def distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def pick_device(setting: str, local_rank: int) -> torch.device:
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise TransrecError("train.device is cuda but no CUDA device is available")
+    if setting in ("auto", "cuda") and torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def set_threads(n: int, world: int = 1) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = n or max(1, min(8, cores // max(1, world)))
+    torch.set_num_threads(n)
+    return n
+
+
+def train_settings(params: dict, setting: str) -> dict:
+    """The `train` section, with its `pretrain` overrides applied for the pre-training run."""
+    section = dict(params["train"])
+    overrides = section.pop("pretrain", {}) or {}
+    if setting == "pretrain":
+        section.update(overrides)
+    return section
+
+
+# ---- building ---------------------------------------------------------------------------------------
+def build_model(params: dict, data: PlatformData, kind: str, device, use_cache: bool, dtype: str,
+                cfg: ModelConfig | None = None) -> Recommender:
+    cfg = cfg or ModelConfig.from_dict(params["model"], init_seed=params["train"]["seed"])
+    model = Recommender(cfg, kind, n_items=data.n_items, image_size=data.image_size)
+    cache = None
+    if kind == "content":
+        data.check_tokenizer(cfg.text_encoder.name)
+        if use_cache:
+            cache = frozen_cache.load(model.items, data, frozen_cache.cache_dir(params, data.name), dtype)
+    model.attach(data.features(cache, device))
+    return model.to(device)
+
+
+def _hash_json(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+# ---- the run ------------------------------------------------------------------------------------------
+def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = True) -> dict:
+    tcfg, ecfg = train_settings(params, spec.setting), params["evaluate"]
+    rank, world, local_rank = distributed()
+    master = rank == 0
+    device = pick_device(tcfg["device"], local_rank)
+    threads = set_threads(tcfg["num_threads"], world) if device.type == "cpu" else None
+    seed = tcfg["seed"]
+    out = Path(spec.out_dir)
+    start_time = time.time()
+
+    _, proc = P.platform_dirs(params, spec.platform)
+    data = PlatformData(proc, spec.platform)
+    use_cache = bool(tcfg["cache"]) and spec.kind == "content"
+    model = build_model(params, data, spec.kind, device, use_cache, tcfg["cache_dtype"])
+    load_report = None
+    if spec.init_from is not None:
+        payload = ckpt.read(spec.init_from)
+        load_report = ckpt.load_into(model, payload, str(spec.init_from), transfer=True)
+        if master:
+            print(f"{spec.platform}/{spec.setting}: " + ckpt.summarize(load_report))
+    if spec.freeze_items:
+        model.freeze_items()
+    mcfg = model.cfg
+    ks = sorted(set(ecfg["ks"]) | {10})
+    evaluate = lambda split: rank_split(  # noqa: E731
+        data, split, model_scorer(model, device), ks, ecfg["mask_history"], ecfg["chunk_users"],
+        mcfg.user_encoder.max_len, device, progress)
+
+    fingerprint = _hash_json({"model": mcfg.to_dict(), "train": {k: v for k, v in tcfg.items()
+                                                                  if k not in ("num_threads", "device")},
+                              "spec": [spec.platform, spec.setting, spec.kind, spec.freeze_items, spec.train],
+                              "init": frozen_cache.file_hash(spec.init_from) if spec.init_from else None,
+                              "split": frozen_cache.file_hash(proc / "split.parquet"), "world": world})
+    last_path, best_path, log_path = out / "last.pt", out / "best.pt", out / "train_log.json"
+    state = {"epoch": 0, "best": float("-inf"), "best_epoch": 0, "bad": 0, "log": [], "wandb_id": None,
+             "complete": False}
+    optimizer = None
+    if spec.train:
+        optimizer = torch.optim.AdamW(model.param_groups(tcfg["lr"], tcfg["encoder_lr"], tcfg["weight_decay"]),
+                                      betas=(0.9, 0.999))
+    torch.manual_seed(seed)
+    resumed = False
+    if last_path.is_file() and not restart and spec.train:
+        last = torch.load(last_path, map_location="cpu", weights_only=False)
+        if last.get("fingerprint") != fingerprint:
+            if master:
+                print(f"{last_path}: from a different configuration; starting over")
+        elif last["state"]["complete"] and best_path.is_file() and log_path.is_file():
+            if master:
+                print(f"{spec.platform}/{spec.setting}: already complete ({log_path}); --restart to train again")
+            return json.loads(log_path.read_text())
+        elif not last["state"]["complete"]:
+            model.load_state_dict(last["model"], strict=False)
+            optimizer.load_state_dict(last["optimizer"])
+            _set_rng_state(last["rng"])
+            state = last["state"]
+            resumed = True
+            if master:
+                print(f"{spec.platform}/{spec.setting}: resuming from {last_path} at epoch {state['epoch'] + 1}")
+
+    if spec.train and not resumed:
+        best_path.unlink(missing_ok=True)  # never evaluate a best.pt left by another configuration
+    tracker = Tracker(params, spec.job_type, f"{spec.platform}/{spec.setting}", [spec.platform, spec.setting, *spec.tags],
+                      {"platform": spec.platform, "setting": spec.setting, "kind": spec.kind,
+                       "init_from": str(spec.init_from) if spec.init_from else None, "model": mcfg.to_dict(),
+                       "train": tcfg, "evaluate": ecfg, "world_size": world, "device": str(device),
+                       "threads": threads, "cache": use_cache,
+                       "loaded_tensors": load_report["counts"] if load_report else None},
+                      run_id=state["wandb_id"], enabled=master)
+    state["wandb_id"] = tracker.run_id
+
+    def payload(epoch: int, valid: dict | None) -> dict:
+        return {"format": ckpt.FORMAT, "kind": spec.kind, "model_config": mcfg.to_dict(),
+                "n_items": data.n_items if spec.kind == "id" else None, "image_size": data.image_size,
+                "items_frozen": model.items_frozen, "state": ckpt.model_state(model), "platform": spec.platform,
+                "setting": spec.setting, "epoch": epoch, "valid": valid}
+
+    def write_log(complete: bool, extra: dict | None = None) -> dict:
+        doc = {"platform": spec.platform, "setting": spec.setting, "kind": spec.kind, "complete": complete,
+               "init_from": str(spec.init_from) if spec.init_from else None, "device": str(device),
+               "threads": threads, "world_size": world, "cache": use_cache, "resumed": resumed,
+               "epochs": state["log"], "best_epoch": state["best_epoch"],
+               "best_valid_" + MONITOR: None if state["best"] == float("-inf") else state["best"],
+               "load_report": load_report, "wandb_run_dir": tracker.run_dir, **(extra or {})}
+        write_json(log_path, doc)
+        return doc
+
+    epochs = tcfg["epochs"] if spec.train else 0
+    ddp_model = model
+    if world > 1 and spec.train:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp_model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None,
+                                            find_unused_parameters=True)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
+    batches = Batches(data, mcfg, tcfg["batch_size"], seed) if spec.train else None
+    base_lrs = [group["lr"] for group in optimizer.param_groups] if optimizer else []
+
+    for epoch in range(state["epoch"], epochs):
+        t0 = time.time()
+        model.train()
+        losses = []
+        steps = batches.steps_per_epoch()
+        bar = tqdm(batches.epoch(epoch, rank, world), total=steps, disable=not (master and progress),
+                   desc=f"{spec.platform}/{spec.setting} epoch {epoch + 1}/{epochs}", unit="step", leave=False)
+        for i, batch in enumerate(bar):
+            scale = min(1.0, (epoch * steps + i + 1) / tcfg["warmup_steps"]) if tcfg["warmup_steps"] else 1.0
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * scale  # linear warm-up (a function of the global step: resume-safe)
+            with autocast:
+                loss = ddp_model(_to(batch, device))
+            loss.backward()
+            if tcfg["grad_clip"] > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        train_s = time.time() - t0
+        stop = False
+        if master:
+            valid = evaluate("valid")
+            score = valid["metrics"][MONITOR]
+            if score > state["best"]:
+                state.update(best=score, best_epoch=epoch + 1, bad=0)
+                ckpt.save(best_path, payload(epoch + 1, valid["metrics"]))
+            else:
+                state["bad"] += 1
+            stop = state["bad"] >= tcfg["patience"]
+            entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "steps": len(losses),
+                     "valid": valid["metrics"], "train_s": round(train_s, 2), "wall_s": round(time.time() - t0, 2)}
+            state["log"].append(entry)
+            state["epoch"] = epoch + 1
+            state["complete"] = stop or epoch + 1 == epochs
+            tracker.log({"epoch": epoch + 1, "train/loss": entry["loss"], "train/seconds": train_s,
+                         **{f"valid/{k}": v for k, v in valid["metrics"].items()}}, step=epoch + 1)
+            print(f"{spec.platform}/{spec.setting} epoch {epoch + 1}: loss {entry['loss']:.4f}  valid "
+                  f"{MONITOR} {score:.4f}  hr@10 {valid['metrics']['hr@10']:.4f}  ({entry['wall_s']:.1f} s)"
+                  + ("  best" if state["best_epoch"] == epoch + 1 else ""), flush=True)
+            ckpt.save(last_path, {"format": ckpt.FORMAT, "fingerprint": fingerprint, "model": ckpt.model_state(model),
+                                  "optimizer": optimizer.state_dict(), "rng": _rng_state(), "state": state})
+            write_log(False)
+        if world > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([int(stop)], device=device)
+            dist.broadcast(flag, 0)
+            stop = bool(flag.item())
+        if stop:
+            break
+
+    result = None
+    if master:
+        if not best_path.is_file() or not spec.train or state["best_epoch"] == 0:
+            valid = evaluate("valid")  # zero_shot (or no epoch at all): the loaded model is the best model
+            state.update(best=valid["metrics"][MONITOR], best_epoch=0)
+            ckpt.save(best_path, payload(0, valid["metrics"]))
+        best = ckpt.read(best_path)
+        ckpt.load_into(model, best)
+        valid, test = evaluate("valid"), evaluate("test")
+        tracker.summary({**{f"test/{k}": v for k, v in test["metrics"].items()},
+                         **{f"best_valid/{k}": v for k, v in valid["metrics"].items()},
+                         "best_epoch": state["best_epoch"], "epochs_run": len(state["log"])})
+        wall = round(time.time() - start_time, 2)
+        tracker.log({"test/" + k: v for k, v in test["metrics"].items()})
+        tracker.finish()
+        state["complete"] = True
+        if spec.train:
+            last = torch.load(last_path, map_location="cpu", weights_only=False) if last_path.is_file() else None
+            if last is not None:
+                last["state"]["complete"] = True
+                ckpt.save(last_path, last)
+        result = write_log(True, {"valid": valid["metrics"], "test": test["metrics"], "wall_s": wall,
+                                  "stopped_early": bool(state["log"]) and len(state["log"]) < epochs})
+        print(f"{spec.platform}/{spec.setting}: best epoch {state['best_epoch']}, test hr@10 "
+              f"{test['metrics']['hr@10']:.4f} ndcg@10 {test['metrics']['ndcg@10']:.4f}; {wall:.1f} s -> {out}")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return result

@@ -1,0 +1,72 @@
+"""Which run is which: the source platform, the transfer settings, and where each run writes.
+
+    transrec pretrain                   -> {paths.results}/models/<source>/pretrain/
+    transrec transfer TARGET SETTING    -> {paths.results}/models/<target>/<setting>/
+
+Settings (each a separate run with its own metrics):
+    scratch    the content model trained on the target only (no source pre-training)
+    finetune   load the source checkpoint, keep training on the target (same freezing)
+    frozen     load the source checkpoint; its item encoders are frozen, the user encoder trains
+    zero_shot  no target training: the source model encodes the target's items and ranks
+    id         SASRec-ID (item-ID embeddings) trained on the target
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from transrec import params as P
+from transrec.errors import TransrecError
+from transrec.train.loop import RunSpec
+
+SETTINGS = ("scratch", "finetune", "frozen", "zero_shot", "id")
+EVAL_SETTINGS = ("pretrain", *SETTINGS, "popularity")
+
+
+def source_platform(params: dict) -> str:
+    sources = [name for name in params["platforms"] if P.platform_config(params, name)["role"] == "source"]
+    if len(sources) != 1:
+        found = ", ".join(sources) if sources else "none"
+        raise TransrecError(f"pre-training needs exactly one platform with role: source (found {found})")
+    return sources[0]
+
+
+def run_dir(params: dict, platform: str, setting: str) -> Path:
+    return Path(params["paths"]["results"]) / "models" / platform / setting
+
+
+def metrics_path(params: dict, platform: str, setting: str) -> Path:
+    return Path(params["paths"]["results"]) / "metrics" / platform / f"{setting}.json"
+
+
+def pretrain_spec(params: dict) -> RunSpec:
+    source = source_platform(params)
+    return RunSpec(source, "pretrain", run_dir(params, source, "pretrain"), job_type="pretrain")
+
+
+def transfer_spec(params: dict, target: str, setting: str) -> RunSpec:
+    if setting not in SETTINGS:
+        raise TransrecError(f"unknown transfer setting '{setting}'; expected one of {', '.join(SETTINGS)}")
+    P.platform_config(params, target)  # unknown platform -> one line
+    source = source_platform(params)
+    if target == source:
+        raise TransrecError(f"{target} is the source platform; transfer goes to a platform with role: target")
+    pretrained = run_dir(params, source, "pretrain") / "best.pt"
+    needs_source = setting in ("finetune", "frozen", "zero_shot")
+    if needs_source and not pretrained.is_file():
+        raise TransrecError(f"{pretrained} not found: run `transrec pretrain` first")
+    return RunSpec(target, setting, run_dir(params, target, setting),
+                   kind="id" if setting == "id" else "content",
+                   init_from=pretrained if needs_source else None,
+                   freeze_items=setting == "frozen", train=setting != "zero_shot", job_type="transfer")
+
+
+LEARNING_SECTIONS = ("model", "train", "transfer", "evaluate", "wandb")
+
+
+def require_learning(params: dict) -> dict:
+    """The learning steps need every learning section; name the missing ones in one line."""
+    missing = [s for s in LEARNING_SECTIONS if s not in params]
+    if missing:
+        raise TransrecError(f"params: no {', '.join(missing)} section{'s' if len(missing) > 1 else ''}; the learning "
+                            "steps need them (copy them from the project's params.yaml)")
+    return params

@@ -1,0 +1,132 @@
+"""Weights & Biases for every run: config, per-epoch losses and validation metrics, final test metrics.
+
+Mode from params (`wandb.mode`: offline | online | disabled), overridden by the WANDB_MODE
+environment variable. Offline runs land in {paths.results}/wandb/wandb/offline-run-*/ and can be
+uploaded later with `wandb sync`. group = the experiment (`wandb.group`), job_type = pretrain |
+transfer | evaluate, tags = platform and setting.
+
+`read_offline_run` reads an offline run's .wandb file back (config, history, summary) without the
+network; the tests use it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+from transrec.errors import TransrecError
+
+MODES = ("offline", "online", "disabled")
+
+
+class Tracker:
+    def __init__(self, params: dict, job_type: str, name: str, tags: list[str], config: dict,
+                 run_id: str | None = None, enabled: bool = True):
+        section = params.get("wandb", {})
+        self.mode = os.environ.get("WANDB_MODE") or section.get("mode", "offline")
+        if self.mode not in MODES:
+            raise TransrecError(f"W&B mode '{self.mode}' (from WANDB_MODE or wandb.mode): expected one of {', '.join(MODES)}")
+        self.run = None
+        self.run_dir: str | None = None
+        if not enabled or self.mode == "disabled":
+            return
+        import wandb
+
+        root = Path(params["paths"]["results"]) / "wandb"
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run = wandb.init(
+                project=section.get("project", "transrec"), entity=section.get("entity") or None,
+                group=section.get("group", "default"), job_type=job_type, name=name, tags=tags,
+                config=config, dir=str(root), mode=self.mode, id=run_id, resume="allow" if run_id else None,
+                reinit="finish_previous",
+                settings=wandb.Settings(console="off", x_disable_stats=True, silent=True, disable_git=True,
+                                        x_save_requirements=False),
+            )
+        except Exception as exc:  # no network/credentials for online mode, a broken install, ...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TransrecError(f"W&B ({self.mode}) could not start: {first}; set wandb.mode: offline or "
+                                "WANDB_MODE=offline") from None
+        self.run_dir = str(Path(self.run.dir).parent)
+
+    @property
+    def run_id(self) -> str | None:
+        return self.run.id if self.run is not None else None
+
+    def log(self, values: dict, step: int | None = None) -> None:
+        if self.run is not None:
+            self.run.log(values, step=step)
+
+    def summary(self, values: dict) -> None:
+        if self.run is not None:
+            for key, value in values.items():
+                self.run.summary[key] = value
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+            self.run = None
+
+
+def _records(path: Path):
+    """Protobuf records of a .wandb file (LevelDB-style log: 7-byte header, 32 KiB blocks)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    if data[:4] != b":W&B":
+        raise TransrecError(f"{path} is not a W&B run file")
+    pos, block, pending = 7, 32768, b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        pos += 7
+        if kind == 0 and length == 0:
+            pos += left - 7  # zero padding to the end of the block
+            continue
+        chunk, pos = data[pos:pos + length], pos + length
+        if kind == 1:  # full
+            payload = chunk
+        elif kind == 2:  # first
+            pending = chunk
+            continue
+        elif kind == 3:  # middle
+            pending += chunk
+            continue
+        else:  # last
+            payload, pending = pending + chunk, b""
+        record = pb.Record()
+        record.ParseFromString(payload)
+        yield record
+
+
+def _key(item) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
+def read_offline_run(run_dir: str | Path) -> dict:
+    """{'config', 'history' (list of dicts), 'summary', 'group', 'job_type', 'tags'} of an offline run dir."""
+    run_dir = Path(run_dir)
+    files = sorted(run_dir.glob("run-*.wandb"))
+    if not files:
+        raise TransrecError(f"no run-*.wandb file in {run_dir}")
+    out = {"config": {}, "history": [], "summary": {}, "group": None, "job_type": None, "tags": []}
+    for record in _records(files[0]):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            run = record.run
+            out.update(group=run.run_group, job_type=run.job_type, tags=list(run.tags))
+            for item in run.config.update:
+                out["config"][_key(item)] = json.loads(item.value_json)
+        elif kind == "config":
+            for item in record.config.update:
+                out["config"][_key(item)] = json.loads(item.value_json)
+        elif kind == "history":
+            out["history"].append({_key(i): json.loads(i.value_json) for i in record.history.item})
+        elif kind == "summary":
+            for item in record.summary.update:
+                out["summary"][_key(item)] = json.loads(item.value_json)
+    return out

@@ -1,0 +1,92 @@
+"""The frozen-layer cache: `transrec cache` outputs, equivalence with the uncached path, stale-cache refusal."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from transrec.cli import main
+from transrec.errors import TransrecError
+from transrec.train import cache as frozen_cache
+from transrec.train.data import Batches, PlatformData
+from transrec.train.loop import build_model
+from transrec.train.tiny import tiny_world, with_results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return tiny_world(tmp_path_factory.getbasetemp() / "tiny_world", base)
+
+
+def test_cache_command_writes_arrays_and_fingerprint(world, tmp_path, capsys):
+    params = with_results(world, tmp_path / "results", tmp_path / "params.yaml",
+                          paths={"data": str(tmp_path / "data")}, train={"cache_dtype": "float32"})
+    Path(params["paths"]["data"]).mkdir()
+    (Path(params["paths"]["data"]) / "processed").symlink_to(Path(world["paths"]["data"]) / "processed")
+    assert main(["cache", "src", "--params", str(tmp_path / "params.yaml")]) == 0
+    out = tmp_path / "data" / "cache" / "src"
+    meta = json.loads((out / "cache.json").read_text())
+    fp = meta["fingerprint"]
+    assert fp["text"]["frozen_depth"] == 1 and fp["image"]["frozen_depth"] == 17 and fp["image"]["image_size"] == 16
+    assert set(fp["inputs"]) == {"catalog.parquet", "text_ids.npy", "text_mask.npy", "images.npy"}
+    data = PlatformData(Path(world["paths"]["data"]) / "processed" / "src", "src")
+    text = __import__("numpy").load(out / "text.npy")
+    assert text.shape == (int(data.uses_text().sum()), int(data.text_len[data.uses_text()].max()), 32)
+    assert text.dtype.name == "float32"
+    assert "cached text" in capsys.readouterr().out
+
+
+def _loss_and_grads(model, batch):
+    model.train()
+    model.zero_grad()
+    torch.manual_seed(5)  # the same dropout masks in both paths (the frozen bottom draws none)
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("float16", 2e-2)])
+def test_cached_training_equals_uncached(world, tmp_path, dtype, tol):
+    params = with_results(world, tmp_path / "results", paths={"data": str(tmp_path / "data")},
+                          train={"cache_dtype": dtype})
+    Path(params["paths"]["data"]).mkdir()
+    (Path(params["paths"]["data"]) / "processed").symlink_to(Path(world["paths"]["data"]) / "processed")
+    data = PlatformData(Path(world["paths"]["data"]) / "processed" / "src", "src")
+    uncached = build_model(params, data, "content", "cpu", use_cache=False, dtype=dtype)
+    frozen_cache.build(uncached.items, data, frozen_cache.cache_dir(params, "src"), dtype)
+    cached = build_model(params, data, "content", "cpu", use_cache=True, dtype=dtype)
+    assert cached.features.text_cache is not None and uncached.features.text_cache is None
+    batch = next(Batches(data, uncached.cfg, 16, seed=0).epoch(0))
+    loss_a, grads_a = _loss_and_grads(uncached, batch)
+    loss_b, grads_b = _loss_and_grads(cached, batch)
+    assert grads_a.keys() == grads_b.keys() and len(grads_a) > 20
+    torch.testing.assert_close(loss_b, loss_a, atol=tol, rtol=tol)
+    for name in grads_a:
+        torch.testing.assert_close(grads_b[name], grads_a[name], atol=tol, rtol=tol * 10, msg=name)
+    cached.eval(), uncached.eval()
+    torch.testing.assert_close(cached.encode_catalog(), uncached.encode_catalog(), atol=tol, rtol=tol * 10)
+
+
+def test_stale_or_missing_cache_is_refused_in_one_line(world, tmp_path, capsys):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "processed").symlink_to(Path(world["paths"]["data"]) / "processed")
+    params = with_results(world, tmp_path / "results", tmp_path / "params.yaml", paths={"data": str(data_dir)},
+                          train={"cache": True})
+    data = PlatformData(data_dir / "processed" / "src", "src")
+    with pytest.raises(TransrecError, match="no frozen-layer cache .*transrec cache src"):
+        build_model(params, data, "content", "cpu", use_cache=True, dtype="float16")
+    assert main(["cache", "src", "--params", str(tmp_path / "params.yaml")]) == 0
+    build_model(params, data, "content", "cpu", use_cache=True, dtype="float16")  # fresh: accepted
+    deeper = with_results(params, tmp_path / "results", tmp_path / "params.yaml",
+                          model={"text_encoder": {"trainable_blocks": 2}})
+    with pytest.raises(TransrecError, match=r"stale frozen-layer cache .*text\.frozen_depth \(1 -> 0\)"):
+        build_model(deeper, data, "content", "cpu", use_cache=True, dtype="float16")
+    capsys.readouterr()
+    assert main(["pretrain", "--params", str(tmp_path / "params.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("transrec pretrain: error: stale frozen-layer cache") and "\n" not in err

@@ -1,0 +1,104 @@
+"""End to end through `transrec.cli.main`: cache -> pretrain -> transfer (every setting) -> evaluate."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from transrec.cli import main
+from transrec.model import checkpoint as ckpt
+from transrec.train.tiny import tiny_world, with_results
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = ("scratch", "finetune", "frozen", "zero_shot", "id")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    world = tiny_world(tmp_path_factory.getbasetemp() / "tiny_world", base)
+    root = tmp_path_factory.mktemp("study")
+    params = with_results(world, root / "results", root / "params.yaml")
+    p = ["--params", str(root / "params.yaml")]
+    codes = {}
+    for platform in ("src", "tgt"):
+        codes[f"cache {platform}"] = main(["cache", platform, *p])
+    codes["pretrain"] = main(["pretrain", *p])
+    for setting in SETTINGS:
+        codes[f"transfer {setting}"] = main(["transfer", "tgt", setting, *p])
+    for setting in (*SETTINGS, "popularity"):
+        codes[f"evaluate {setting}"] = main(["evaluate", "tgt", setting, *p])
+    codes["evaluate pretrain"] = main(["evaluate", "src", "pretrain", *p])
+    return params, root, codes
+
+
+def test_every_step_succeeds_and_writes_its_outputs(study):
+    params, root, codes = study
+    assert all(code == 0 for code in codes.values()), codes
+    results = Path(params["paths"]["results"])
+    for setting in SETTINGS:
+        run_dir = results / "models" / "tgt" / setting
+        assert (run_dir / "best.pt").is_file() and (run_dir / "train_log.json").is_file()
+        assert (run_dir / "last.pt").is_file() == (setting != "zero_shot")
+    for setting in (*SETTINGS, "popularity"):
+        doc = json.loads((results / "metrics" / "tgt" / f"{setting}.json").read_text())
+        assert doc["platform"] == "tgt" and doc["setting"] == setting
+        assert set(doc["test"]) == {"hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr"}
+        assert all(0.0 <= v <= 1.0 for v in [*doc["test"].values(), *doc["valid"].values()])
+        assert doc["test"]["hr@5"] <= doc["test"]["hr@10"] <= doc["test"]["hr@20"]
+        assert doc["protocol"]["ties"] == "pessimistic" and doc["protocol"]["mask_history"] is True
+        assert doc["counts"]["users"] > 0
+        assert doc["counts"]["items_ranked"] + doc["counts"]["dropped_items"] == doc["counts"]["items"]
+    assert json.loads((results / "metrics" / "src" / "pretrain.json").read_text())["setting"] == "pretrain"
+
+
+def test_evaluate_reproduces_the_training_runs_own_test_metrics(study):
+    params, _, _ = study
+    results = Path(params["paths"]["results"])
+    for setting in SETTINGS:
+        log = json.loads((results / "models" / "tgt" / setting / "train_log.json").read_text())
+        doc = json.loads((results / "metrics" / "tgt" / f"{setting}.json").read_text())
+        assert doc["test"] == pytest.approx(log["test"], abs=1e-6), setting
+
+
+def test_settings_start_from_what_they_should(study):
+    params, _, _ = study
+    models = Path(params["paths"]["results"]) / "models"
+    source = ckpt.read(models / "src" / "pretrain" / "best.pt")["state"]
+    zero = ckpt.read(models / "tgt" / "zero_shot" / "best.pt")
+    assert all(torch.equal(zero["state"][k], v) for k, v in source.items())  # no target training at all
+    frozen = ckpt.read(models / "tgt" / "frozen" / "best.pt")
+    assert frozen["items_frozen"]
+    assert all(torch.equal(frozen["state"][k], v) for k, v in source.items() if k.startswith("items."))  # fixed
+    assert any(not torch.equal(frozen["state"][k], v) for k, v in source.items() if k.startswith("user."))
+    for setting, loaded in (("finetune", True), ("frozen", True), ("zero_shot", True), ("scratch", False)):
+        log = json.loads((models / "tgt" / setting / "train_log.json").read_text())
+        assert (log["load_report"] is not None) == loaded
+        if loaded:
+            assert log["load_report"]["counts"]["loaded"] > 0 and log["load_report"]["counts"]["unused"] == 0
+            assert all(r.startswith("frozen encoder bottom") for r in log["load_report"]["not_loaded"].values())
+    assert ckpt.read(models / "tgt" / "id" / "best.pt")["kind"] == "id"
+
+
+def test_user_errors_are_one_line(study, tmp_path, capsys):
+    params, root, _ = study
+    capsys.readouterr()
+    bad = json.loads(json.dumps(params))
+    bad["model"]["user_encoder"]["layer"] = 2
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    assert main(["pretrain", "--params", str(tmp_path / "bad.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown key 'model.user_encoder.layer' (did you mean 'layers'?)" in err and "\n" not in err
+    two = json.loads(json.dumps(params))
+    two["platforms"]["tgt"]["role"] = "source"
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(two))
+    assert main(["pretrain", "--params", str(tmp_path / "two.yaml")]) == 2
+    assert "exactly one platform with role: source (found src, tgt)" in capsys.readouterr().err
+    none = with_results(params, tmp_path / "empty", tmp_path / "none.yaml")
+    assert main(["evaluate", "tgt", "finetune", "--params", str(tmp_path / "none.yaml")]) == 2
+    assert "run `transrec transfer tgt finetune` first" in capsys.readouterr().err
+    assert main(["transfer", "tgt", "finetune", "--params", str(tmp_path / "none.yaml")]) == 2
+    assert "run `transrec pretrain` first" in capsys.readouterr().err
+    assert main(["transfer", "src", "scratch", "--params", str(tmp_path / "none.yaml")]) == 2
+    assert "src is the source platform" in capsys.readouterr().err

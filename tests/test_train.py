@@ -1,0 +1,123 @@
+"""Training runs: determinism, checkpoint load reports, resume after a kill, W&B offline readback."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from transrec.cli import main
+from transrec.model import checkpoint as ckpt
+from transrec.model.config import ModelConfig
+from transrec.model.recommender import Recommender
+from transrec.train.loop import run
+from transrec.train.settings import pretrain_spec, transfer_spec
+from transrec.train.tiny import tiny_world, with_results
+from transrec.train.tracking import read_offline_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = tiny_world(tmp_path_factory.getbasetemp() / "tiny_world", base)
+    return with_results(params, params["paths"]["results"], train={"cache": False})
+
+
+@pytest.fixture(scope="module")
+def pretrained(world, tmp_path_factory):
+    params = with_results(world, tmp_path_factory.mktemp("pretrain") / "results")
+    log = run(params, pretrain_spec(params), progress=False)
+    return params, log
+
+
+def test_pretrain_writes_run_dir_and_log(pretrained):
+    params, log = pretrained
+    out = Path(params["paths"]["results"]) / "models" / "src" / "pretrain"
+    assert {p.name for p in out.iterdir()} >= {"best.pt", "last.pt", "train_log.json"}
+    assert log["complete"] and len(log["epochs"]) == 2 and log["platform"] == "src"
+    for epoch in log["epochs"]:
+        assert epoch["loss"] > 0 and 0 <= epoch["valid"]["ndcg@10"] <= 1 and epoch["wall_s"] > 0
+    assert set(log["test"]) == {"hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr"}
+    best = ckpt.read(out / "best.pt")
+    assert not any(k.startswith(("items.text.bottom", "items.text.embeddings")) for k in best["state"])
+
+
+def test_same_seed_same_run(world, tmp_path):
+    logs = []
+    for name in ("a", "b"):
+        params = with_results(world, tmp_path / name)
+        logs.append(run(params, transfer_spec(params, "tgt", "scratch"), progress=False))
+    assert [e["loss"] for e in logs[0]["epochs"]] == [e["loss"] for e in logs[1]["epochs"]]
+    assert logs[0]["test"] == logs[1]["test"]
+    other = with_results(world, tmp_path / "c", train={"seed": 1})
+    log_c = run(other, transfer_spec(other, "tgt", "scratch"), progress=False)
+    assert [e["loss"] for e in log_c["epochs"]] != [e["loss"] for e in logs[0]["epochs"]]
+
+
+def test_checkpoint_load_report_says_what_was_not_loaded_and_why(pretrained):
+    params, _ = pretrained
+    payload = ckpt.read(Path(params["paths"]["results"]) / "models" / "src" / "pretrain" / "best.pt")
+    cfg = ModelConfig.from_dict(payload["model_config"])
+    content = Recommender(cfg, "content", image_size=16)
+    report = ckpt.load_into(content, payload, "best.pt")
+    reasons = set(report["not_loaded"].values())
+    assert all(r.startswith("frozen encoder bottom") for r in reasons) and report["counts"]["unused"] == 0
+    assert any(k.startswith("items.text.top.") for k in report["loaded"])
+    assert any(k.startswith("user.blocks.") for k in report["loaded"])
+    id_model = Recommender(cfg, "id", n_items=40)
+    report = ckpt.load_into(id_model, payload, "best.pt", transfer=True)
+    assert report["not_loaded"]["items.table.weight"].startswith("item-ID table: items are platform-specific")
+    assert all(k.startswith("user.") for k in report["loaded"]) and report["counts"]["loaded"] > 10
+    assert all(v == "not in this model" for v in report["unused"].values())  # the content encoders' tops
+    text = ckpt.summarize(report)
+    assert "item-ID table" in text and "not loaded" in text.splitlines()[0]
+
+
+def test_killed_run_resumes_to_the_same_result(world, tmp_path):
+    settings = {"train": {"epochs": 4, "patience": 10}}
+    reference = with_results(world, tmp_path / "reference", **settings)
+    expected = run(reference, transfer_spec(reference, "tgt", "scratch"), progress=False)
+    params_path = tmp_path / "params.yaml"
+    with_results(world, tmp_path / "killed", params_path, **settings)
+    out = tmp_path / "killed" / "models" / "tgt" / "scratch"
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen([sys.executable, "-m", "transrec.cli", "transfer", "tgt", "scratch", "--params",
+                             str(params_path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = torch.load(out / "last.pt", weights_only=False)["state"]
+    assert not state["complete"] and 1 <= state["epoch"] < 4  # really killed mid-run
+    assert main(["transfer", "tgt", "scratch", "--params", str(params_path)]) == 0
+    resumed = json.loads((out / "train_log.json").read_text())
+    assert resumed["resumed"] and resumed["complete"]
+    assert [e["loss"] for e in resumed["epochs"]] == [e["loss"] for e in expected["epochs"]]
+    assert [e["valid"] for e in resumed["epochs"]] == [e["valid"] for e in expected["epochs"]]
+    assert resumed["test"] == expected["test"] and resumed["best_epoch"] == expected["best_epoch"]
+    assert main(["transfer", "tgt", "scratch", "--params", str(params_path)]) == 0  # complete: nothing to do
+
+
+def test_wandb_offline_run_reads_back(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    params = with_results(world, tmp_path / "results", wandb={"group": "tiny-study"})
+    log = run(params, transfer_spec(params, "tgt", "id"), progress=False)
+    run_dir = Path(log["wandb_run_dir"])
+    assert run_dir.parent.parent == tmp_path / "results" / "wandb"
+    back = read_offline_run(run_dir)
+    assert back["group"] == "tiny-study" and back["job_type"] == "transfer" and set(back["tags"]) == {"tgt", "id"}
+    assert back["config"]["platform"] == "tgt" and back["config"]["setting"] == "id"
+    assert back["config"]["train"]["lr"] == params["train"]["lr"] and back["config"]["model"]["d"] == 32
+    epochs = [h for h in back["history"] if "train/loss" in h]
+    assert [h["train/loss"] for h in epochs] == pytest.approx([e["loss"] for e in log["epochs"]])
+    assert [h["valid/ndcg@10"] for h in epochs] == pytest.approx([e["valid"]["ndcg@10"] for e in log["epochs"]])
+    assert back["summary"]["test/hr@10"] == pytest.approx(log["test"]["hr@10"])
+    assert back["summary"]["best_epoch"] == log["best_epoch"]
