@@ -3,6 +3,7 @@
 import sys
 
 from transrec import params as transrec_params
+from transrec import study as transrec_study
 from transrec.errors import TransrecError
 
 
@@ -11,19 +12,23 @@ configfile: "params.yaml"
 
 try:  # a wrong key or type stops the run before any work, with one line
     transrec_params.validate(config, "params.yaml")
+    transrec_study.check(config)
+    SOURCE = transrec_study.source(config)
 except TransrecError as exc:
     sys.exit(f"transrec: error: {exc}")
 
 DATA = config["paths"]["data"]
 RESULTS = config["paths"]["results"]
 PLATFORMS = list(config["platforms"])
+TARGETS = transrec_study.targets(config)
 LOGS = "logs"
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/learn.smk"
 
 
 rule all:
     input:
-        expand(f"{DATA}/processed/{{platform}}/stats.json", platform=PLATFORMS),
+        rules.report.output,

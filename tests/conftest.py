@@ -30,6 +30,7 @@ def tiny_params(**overrides) -> dict:
                 "synthetic": {"seed": 2, "n_users": 30, "n_items": 20, "text_fraction": 0.5,
                               "history": [4, 8], "domain_shift": 0.0}},
     }
+    params["study"] = {"source": "src", "targets": ["tgt"]}
     for key, value in overrides.items():
         params[key] = copy.deepcopy(value)
     return params

@@ -58,7 +58,7 @@ def test_tables_gains_and_scaling_equal_the_json(tmp_path):
     assert {(r["setting"], float(r["fraction"])) for r in tgt} == {("scratch", 0.5), ("scratch", 1.0),
                                                                     ("finetune", 0.5), ("finetune", 1.0)}
     for name in ("bars_t1.png", "scaling_source.png", "scaling_target.png"):
-        assert (res / "report" / name).read_bytes()[:4] == b"\x89PNG"
+        assert (res / "report" / "plots" / name).read_bytes()[:4] == b"\x89PNG"
     assert "| t1 | finetune | 0.3200 ± 0.0283" in (res / "report" / "results.md").read_text()
     summary = json.loads((res / "report" / "summary.json").read_text())
     assert summary["results"]["t1/scratch"]["ndcg@10"] == pytest.approx(0.10)

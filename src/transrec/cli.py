@@ -76,6 +76,18 @@ def _validate(args) -> None:
     print(f"{args.params}: valid ({len(params['platforms'])} platforms: {', '.join(params['platforms'])})")
 
 
+def _report(args) -> None:
+    from pathlib import Path
+
+    from transrec import params as P
+    from transrec.report.build import build
+
+    params = P.load(args.params)
+    out = build(Path(params["paths"]["results"]))
+    print(out["markdown"])
+    print(f"report: {len(out['rows'])} rows, {len(out['plots'])} plots -> {params['paths']['results']}/report/")
+
+
 def _gpu_run(args) -> None:
     from transrec.gpu_slots import gpu_run
 
@@ -104,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         if step == "resize":
             p.add_argument("--workers", type=int, default=0, help="decoding processes (default: CPUs, max 8)")
         p.set_defaults(func=lambda a, s=step: _platform_step(a, s))
+    p = sub.add_parser("report", parents=[common], help="tables, transfer gains and plots from every metrics file")
+    p.set_defaults(func=_report)
     p = sub.add_parser("gpu-run", help="run a command on N GPU slots of its own (CUDA_VISIBLE_DEVICES)")
     p.add_argument("--gpus", type=int, default=1, help="GPUs this job needs (0: run as is)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- command to run")

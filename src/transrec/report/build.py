@@ -5,8 +5,8 @@ Writes to {paths.results}/report/:
     gains.csv                   finetune over scratch per target (absolute and relative)
     scaling_source.csv          NDCG@10 against the share of source users used for pre-training
     scaling_target.csv          NDCG@10 against the share of target users trained on
-    bars_<platform>.png         HR@10 and NDCG@10 per setting, one chart per platform
-    scaling_source.png, scaling_target.png
+    plots/bars_<platform>.png   HR@10 and NDCG@10 per setting, one chart per platform
+    plots/scaling_source.png, plots/scaling_target.png
     summary.json                the headline numbers (what DVC shows as metrics)
 """
 from __future__ import annotations
@@ -117,7 +117,7 @@ def build(results_dir: Path) -> dict:
         tmp.write_text(md)
     plots = []
     for platform in sorted({r["platform"] for r in rows}):
-        path = out / f"bars_{platform}.png"
+        path = out / "plots" / f"bars_{platform}.png"
         bar_chart(rows, platform, path)
         plots.append(path)
     curves = {}
@@ -125,8 +125,8 @@ def build(results_dir: Path) -> dict:
         points = R.scaling(cells, axis)
         write_csv(out / f"{name}.csv", points)
         if points:
-            scaling_chart(points, axis, out / f"{name}.png")
-            plots.append(out / f"{name}.png")
+            scaling_chart(points, axis, out / "plots" / f"{name}.png")
+            plots.append(out / "plots" / f"{name}.png")
         curves[name] = len(points)
     summary = {
         "results": {f"{r['platform']}/{r['setting']}": {m: round(r[m], 6) for m in R.HEADLINE} for r in rows},
