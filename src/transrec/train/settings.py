@@ -16,7 +16,9 @@ from pathlib import Path
 
 from transrec import params as P
 from transrec.errors import TransrecError
-from transrec.train.loop import RunSpec
+
+# RunSpec (and with it torch) is imported inside the functions: the CLI reads SETTINGS to build its
+# parser, and a data step must not pay for importing torch.
 
 SETTINGS = ("scratch", "finetune", "frozen", "zero_shot", "id")
 EVAL_SETTINGS = ("pretrain", *SETTINGS, "popularity")
@@ -38,12 +40,16 @@ def metrics_path(params: dict, platform: str, setting: str) -> Path:
     return Path(params["paths"]["results"]) / "metrics" / platform / f"{setting}.json"
 
 
-def pretrain_spec(params: dict) -> RunSpec:
+def pretrain_spec(params: dict) -> "RunSpec":  # noqa: F821
+    from transrec.train.loop import RunSpec
+
     source = source_platform(params)
     return RunSpec(source, "pretrain", run_dir(params, source, "pretrain"), job_type="pretrain")
 
 
-def transfer_spec(params: dict, target: str, setting: str) -> RunSpec:
+def transfer_spec(params: dict, target: str, setting: str) -> "RunSpec":  # noqa: F821
+    from transrec.train.loop import RunSpec
+
     if setting not in SETTINGS:
         raise TransrecError(f"unknown transfer setting '{setting}'; expected one of {', '.join(SETTINGS)}")
     P.platform_config(params, target)  # unknown platform -> one line
