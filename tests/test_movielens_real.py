@@ -73,3 +73,29 @@ def test_real_ml100k_counts_posters_and_accounting(tmp_path, monkeypatch):
     # the split keeps every kept interaction, minus counted drops
     assert stats["split"]["interactions"] == c["interactions"]["kept"] - sum(stats["split"]["dropped"].values())
     assert stats["split"]["users"] == 943
+
+
+def test_two_platforms_from_one_movielens_share_no_users_or_items(tmp_path, monkeypatch):
+    """user_half + genre_group split ML-100K into disjoint platforms; every row is accounted for."""
+    monkeypatch.chdir(tmp_path)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["filter"]["min_user_len"] = 3
+    groups = {"a": (0, ["Action", "Adventure", "Animation", "Children's", "Comedy", "Crime"]),
+              "b": (1, ["Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
+                        "Sci-Fi", "Thriller", "War", "Western", "unknown"])}
+    params["platforms"] = {name: {"adapter": "movielens", "location": {"path": str(DATA)},
+                                  "layout": {"user_half": half, "genre_group": genres, "posters": "no-posters"}}
+                           for name, (half, genres) in groups.items()}
+    params.pop("study", None)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for name in groups:
+        assert main(["download", name]) == 0 and main(["clean", name]) == 0
+    users = {n: set(pl.read_parquet(tmp_path / f"data/processed/{n}/users.parquet")["key"]) for n in groups}
+    items = {n: set(pl.read_parquet(tmp_path / f"data/processed/{n}/items.parquet")["key"]) for n in groups}
+    assert users["a"] and users["b"] and not users["a"] & users["b"]
+    assert items["a"] and items["b"] and not items["a"] & items["b"]
+    for n in groups:
+        stats = json.loads((tmp_path / f"data/processed/{n}/stats/clean.json").read_text())
+        assert stats["interactions"]["read"] == 100_000 and stats["interactions"]["accounted"]
+        dropped = stats["interactions"]["dropped"]
+        assert dropped[f"user outside user_half {groups[n][0]}"] > 0 and dropped["movie outside genre_group"] > 0

@@ -30,6 +30,9 @@ LAYOUT = {
     "use_overview": False,
     "use_genres": True,
     "min_rating": 0,            # keep ratings >= this (0 keeps every rating)
+    # Splitting one MovieLens into two platforms with no shared users and no shared items:
+    "user_half": None,          # 0 | 1: keep users with an even (0) or odd (1) id
+    "genre_group": None,        # list of genres: keep movies whose first listed genre is one of them
 }
 GENRES_100K = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
                "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
@@ -74,6 +77,18 @@ def read(root: Path, layout: dict | None) -> RawPlatform:
         keep = rating >= lay["min_rating"]
         drops[f"rating below {lay['min_rating']}"] = int((~keep).sum())
         inter = inter.filter(keep)
+    if lay["user_half"] is not None:
+        parity = inter["user"].cast(pl.Int64, strict=False) % 2
+        keep = (parity == int(lay["user_half"])).fill_null(False)
+        drops[f"user outside user_half {lay['user_half']}"] = int((~keep).sum())
+        inter = inter.filter(keep)
+    if lay["genre_group"] is not None:
+        group = set(lay["genre_group"])
+        first = items["genres"].fill_null("").str.split(", ").list.first()
+        in_group = items.filter(first.is_in(list(group)))
+        keep = inter["item"].is_in(in_group["item"])
+        drops["movie outside genre_group"] = int((~keep).sum())
+        inter, items = inter.filter(keep), in_group
     inter = inter.select("user", "item", "timestamp", "row")
 
     text_parts = [pl.col("title")]
