@@ -1,12 +1,15 @@
 # Two commands do all set-up on a fresh machine:
 #   make run   - create the venv, install, run the default pipeline (embedded synthetic platforms)
 #   make test  - create the venv if needed, install, run the test suite
+# make run PARAMS=profiles/ml100k.yaml runs the real-data profile instead of params.yaml.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
+PARAMS ?= params.yaml
 export PATH := $(abspath $(BIN)):$(PATH)
+export TRANSREC_PARAMS := $(PARAMS)
 
 .PHONY: run test venv dvc dry-run bench-data clean-outputs
 
@@ -20,6 +23,7 @@ $(STAMP): pyproject.toml
 
 run: venv
 	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores 1 --report $$($(BIN)/python -c "import yaml; print(yaml.safe_load(open('$(PARAMS)'))['paths']['results'])")/report.html
 
 dry-run: venv
 	$(BIN)/snakemake -n

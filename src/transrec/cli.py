@@ -6,6 +6,7 @@ code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -99,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transrec", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="STEP")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
+    common.add_argument("--params", default=os.environ.get("TRANSREC_PARAMS", "params.yaml"),
+                        help="parameter file (default: $TRANSREC_PARAMS, else params.yaml)")
 
     p = sub.add_parser("validate", parents=[common], help="check params.yaml against the schema")
     p.set_defaults(func=_validate)

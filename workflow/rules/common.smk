@@ -9,4 +9,4 @@ def platform_settings(wildcards):
     return transrec_params.platform_config(config, wildcards.platform)
 
 
-PKG = "src/transrec"
+PKG = os.path.relpath(os.path.join(workflow.basedir, "src", "transrec"))  # "src/transrec" from the checkout
