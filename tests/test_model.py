@@ -240,3 +240,25 @@ def test_batches_align_targets_and_never_sample_own_items(negatives, mode):
             assert not set(neg[neg >= 0].tolist()) & {38, 39}  # dropped items are never sampled
             seen_users += 1
     assert seen_users == len(batches.eligible)
+
+
+@pytest.mark.parametrize("negatives", ["per_position", "shared"])
+def test_rank_shards_average_to_the_global_batch_gradient(negatives):
+    """What DDP computes (the mean over ranks of each rank's gradient) equals the one-process gradient."""
+    d = _stub_data()
+    cfg = ModelConfig(d=8, user_encoder=UserEncoderConfig(layers=1, heads=2, hidden=16, max_len=6, dropout=0.0),
+                      negatives=negatives, n_negatives=5)
+    m = Recommender(cfg, "id", n_items=d.n_items).eval()
+    m.attach(ItemFeatures(torch.from_numpy(d.modality), None, torch.zeros(d.n_items, dtype=torch.long),
+                          torch.full((d.n_items,), -1), None))
+    batches = Batches(d, cfg, batch_size=9, seed=0)
+
+    def grads(batch):
+        m.zero_grad()
+        m.calculate_loss(batch).backward()
+        return [p.grad.clone() for p in m.parameters()]
+
+    whole = grads(next(batches.epoch(0)))
+    shards = [grads(next(batches.epoch(0, rank=r, world=3))) for r in range(3)]
+    for g, *per_rank in zip(whole, *shards):
+        torch.testing.assert_close(sum(per_rank) / 3, g, atol=1e-6, rtol=1e-5)

@@ -13,6 +13,7 @@ Batch (tensors; -1 = padding / none):
     targets   [B, N] causal (next item at every position) | [B, P] bidirectional (next P clicks)
     negatives [B, T, K] (per_position) | [K] (shared, in_batch)
     neg_mask  [B, K] bool, shared/in_batch only: False where the candidate is one of the user's items
+    loss_norm (optional, DDP) the global batch's target count / world size: the loss denominator
 """
 from __future__ import annotations
 
@@ -140,7 +141,8 @@ class Recommender(nn.Module):
         else:
             logits = torch.cat([pos_logit.unsqueeze(-1), neg_logit.masked_fill(~neg_ok, float("-inf"))], dim=-1)
             per_position = -torch.log_softmax(logits.float(), dim=-1)[..., 0]
-        return (per_position * has_target).sum() / has_target.sum().clamp(min=1)
+        norm = batch["loss_norm"] if "loss_norm" in batch else has_target.sum().clamp(min=1)
+        return (per_position * has_target).sum() / norm
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.calculate_loss(batch)

@@ -159,9 +159,12 @@ class Batches:
             users = order[start:start + self.batch_size]
             batch = self.build(users, None if cuts is None else cuts[start:start + self.batch_size],
                                np.random.default_rng([self.seed, epoch, step]))
-            if world > 1:
+            if world > 1:  # this rank's rows; the loss is normalised by the global batch's target count,
+                # so that DDP's gradient average equals the single-process gradient of the same global batch
+                norm = torch.tensor((batch["targets"] >= 0).sum().item() / world, dtype=torch.float32)
                 batch = {k: (v[rank::world] if k not in ("negatives",) or v.dim() == 3 else v)
                          for k, v in batch.items()}
+                batch["loss_norm"] = norm
             yield batch
 
     def build(self, users: np.ndarray, cuts: np.ndarray | None, rng: np.random.Generator) -> dict:

@@ -223,7 +223,9 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
     batches = Batches(data, mcfg, tcfg["batch_size"], seed) if spec.train else None
     base_lrs = [group["lr"] for group in optimizer.param_groups] if optimizer else []
 
-    for epoch in range(state["epoch"], epochs):
+    epoch_bar = tqdm(range(state["epoch"], epochs), initial=state["epoch"], total=epochs, unit="epoch",
+                     desc=f"{spec.platform}/{spec.setting}", disable=not (master and progress and epochs))
+    for epoch in epoch_bar:
         t0 = time.time()
         model.train()
         losses = []
@@ -261,9 +263,10 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
             state["complete"] = stop or epoch + 1 == epochs
             tracker.log({"epoch": epoch + 1, "train/loss": entry["loss"], "train/seconds": train_s,
                          **{f"valid/{k}": v for k, v in valid["metrics"].items()}}, step=epoch + 1)
-            print(f"{spec.platform}/{spec.setting} epoch {epoch + 1}: loss {entry['loss']:.4f}  valid "
+            tqdm.write(f"{spec.platform}/{spec.setting} epoch {epoch + 1}: loss {entry['loss']:.4f}  valid "
                   f"{MONITOR} {score:.4f}  hr@10 {valid['metrics']['hr@10']:.4f}  ({entry['wall_s']:.1f} s)"
-                  + ("  best" if state["best_epoch"] == epoch + 1 else ""), flush=True)
+                  + ("  best" if state["best_epoch"] == epoch + 1 else ""))
+            epoch_bar.set_postfix({MONITOR: f"{score:.4f}", "best": state["best_epoch"]})
             ckpt.save(last_path, {"format": ckpt.FORMAT, "fingerprint": fingerprint, "model": ckpt.model_state(model),
                                   "optimizer": optimizer.state_dict(), "rng": _rng_state(), "state": state})
             write_log(False)
@@ -275,6 +278,7 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
             stop = bool(flag.item())
         if stop:
             break
+    epoch_bar.close()
 
     result = None
     if master:
