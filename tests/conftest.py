@@ -17,19 +17,22 @@ BIN = Path(sys.executable).parent
 WORKFLOW_FILES = ("Snakefile", "dvc.yaml", "workflow")
 
 
-def tiny_params(**overrides) -> dict:
-    """The default params shrunk to two tiny synthetic platforms (a source and a target)."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"]["image"]["size"] = 16
-    params["data"]["filter"]["min_user_len"] = 3
-    params["platforms"] = {
-        "src": {"adapter": "synthetic", "role": "source",
-                "synthetic": {"seed": 1, "n_users": 40, "n_items": 30, "text_fraction": 0.5,
-                              "history": [4, 8], "domain_shift": 0.0}},
-        "tgt": {"adapter": "synthetic", "role": "target",
-                "synthetic": {"seed": 2, "n_users": 30, "n_items": 20, "text_fraction": 0.5,
-                              "history": [4, 8], "domain_shift": 0.0}},
-    }
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    from transrec.train.tiny import tiny_bert
+
+    return tiny_bert(tmp_path_factory.mktemp("tiny_bert") / "bert")
+
+
+def tiny_params(bert: Path, **overrides) -> dict:
+    """The project's params shrunk to a tiny source `src` and target `tgt` (hidden 32, 2 layers, a tiny
+    BERT, 16-px images, 2 epochs), with relative data/results folders so a work folder is self-contained."""
+    from transrec.train.tiny import tiny_params as shrink
+
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    scratch = Path(bert).parent / "params"
+    params = shrink(scratch, base, bert)
+    params["paths"] = {"data": "data", "results": "results"}
     params["study"] = {"source": "src", "targets": ["tgt"]}
     for key, value in overrides.items():
         params[key] = copy.deepcopy(value)
@@ -63,9 +66,3 @@ def make_workdir(path: Path, params: dict, with_dvc: bool = False) -> Path:
     return path
 
 
-@pytest.fixture
-def tiny_workdir(tmp_path: Path):
-    def factory(name: str = "work", with_dvc: bool = False, **overrides) -> Path:
-        return make_workdir(tmp_path / name, tiny_params(**overrides), with_dvc=with_dvc)
-
-    return factory

@@ -85,18 +85,20 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_snakemake_and_dvc_build_the_same_data_and_rerun_nothing(tmp_path):
-    params = tiny_params()
+def test_snakemake_and_dvc_build_the_same_outputs_and_rerun_nothing(tmp_path, tiny_bert_dir):
+    """The whole DAG on a tiny world, through both front ends: data, cache, pre-training, every transfer
+    setting, evaluation and the report; the same processed data and the same metrics from both."""
+    params = tiny_params(tiny_bert_dir)
     snake = make_workdir(tmp_path / "snake", params)
     dvc = make_workdir(tmp_path / "dvc", params, with_dvc=True)
 
-    run([str(BIN / "snakemake"), "--cores", "2", "--quiet"], snake)
+    run([str(BIN / "snakemake"), "--cores", "2", "--quiet"], snake, timeout=2400)
     again = run([str(BIN / "snakemake"), "--cores", "2"], snake)
     assert "Nothing to be done" in again.stdout + again.stderr
     for platform in params["platforms"]:
         assert (snake / "logs" / "clean" / f"{platform}.log").is_file()
 
-    run([str(BIN / "dvc"), "repro", "--quiet"], dvc)
+    run([str(BIN / "dvc"), "repro", "--quiet"], dvc, timeout=2400)
     again = run([str(BIN / "dvc"), "repro"], dvc)
     assert "Data and pipelines are up to date" in again.stdout
 
@@ -108,9 +110,30 @@ def test_snakemake_and_dvc_build_the_same_data_and_rerun_nothing(tmp_path):
         sa["clean"].pop("source"), sb["clean"].pop("source")
         assert sa == sb
 
+    # Learning half: metrics for every target x setting (+ popularity) and the source model, the same
+    # numbers from both front ends (CPU training is deterministic), and a report that shows them.
+    import csv
+    import json
 
-def test_params_typo_stops_snakemake_before_any_work(tmp_path):
-    params = tiny_params()
+    settings = params["transfer"]["settings"]
+    for work in (snake, dvc):
+        for setting in [*settings, "popularity"]:
+            doc = json.loads((work / "results/metrics/tgt" / f"{setting}.json").read_text())
+            assert 0.0 <= doc["test"]["hr@10"] <= 1.0 and doc["counts"]["users"] > 0
+        assert (work / "results/metrics/src/pretrain.json").is_file()
+        rows = {(r["platform"], r["setting"]): r for r in csv.DictReader((work / "results/report/results.csv").open())}
+        for setting in [*settings, "popularity"]:
+            doc = json.loads((work / "results/metrics/tgt" / f"{setting}.json").read_text())
+            assert float(rows[("tgt", setting)]["ndcg@10"]) == pytest.approx(doc["test"]["ndcg@10"])
+        assert (work / "results/report/plots/bars_tgt.png").is_file()
+    for setting in [*settings, "popularity"]:
+        ma = json.loads((snake / "results/metrics/tgt" / f"{setting}.json").read_text())["test"]
+        mb = json.loads((dvc / "results/metrics/tgt" / f"{setting}.json").read_text())["test"]
+        assert ma == pytest.approx(mb, abs=1e-6), setting
+
+
+def test_params_typo_stops_snakemake_before_any_work(tmp_path, tiny_bert_dir):
+    params = tiny_params(tiny_bert_dir)
     params["data"]["fitler"] = params["data"].pop("filter")
     work = make_workdir(tmp_path / "w", params)
     proc = run([str(BIN / "snakemake"), "--cores", "1"], work, check=False)
