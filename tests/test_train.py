@@ -103,6 +103,8 @@ def test_killed_run_resumes_to_the_same_result(world, tmp_path):
     assert [e["loss"] for e in resumed["epochs"]] == [e["loss"] for e in expected["epochs"]]
     assert [e["valid"] for e in resumed["epochs"]] == [e["valid"] for e in expected["epochs"]]
     assert resumed["test"] == expected["test"] and resumed["best_epoch"] == expected["best_epoch"]
+    marker = torch.load(out / "last.pt", weights_only=False)
+    assert marker["state"]["complete"] and "model" not in marker and "optimizer" not in marker  # slimmed
     assert main(["transfer", "tgt", "scratch", "--params", str(params_path)]) == 0  # complete: nothing to do
 
 
