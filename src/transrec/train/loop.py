@@ -18,7 +18,6 @@ import json
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,22 +33,10 @@ from transrec.model.config import ModelConfig
 from transrec.model.recommender import Recommender
 from transrec.train import cache as frozen_cache
 from transrec.train.data import Batches, PlatformData
+from transrec.train.settings import RunSpec  # noqa: F401 (re-exported: loop.RunSpec)
 from transrec.train.tracking import Tracker
 
 MONITOR = "ndcg@10"
-
-
-@dataclass
-class RunSpec:
-    platform: str
-    setting: str                    # pretrain | scratch | finetune | frozen | zero_shot | id
-    out_dir: Path
-    kind: str = "content"           # content | id
-    init_from: Path | None = None   # a checkpoint to start from (the source's best.pt)
-    freeze_items: bool = False      # the `frozen` setting: pre-trained item tower fixed
-    train: bool = True              # False: zero_shot (no target training)
-    job_type: str = "transfer"
-    tags: list[str] = field(default_factory=list)
 
 
 # ---- environment -----------------------------------------------------------------------------------

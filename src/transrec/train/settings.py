@@ -12,13 +12,29 @@ Settings (each a separate run with its own metrics):
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transrec import params as P
 from transrec.errors import TransrecError
 
-# RunSpec (and with it torch) is imported inside the functions: the CLI reads SETTINGS to build its
-# parser, and a data step must not pay for importing torch.
+# No torch here: the CLI reads SETTINGS to build its parser, and a data step must not pay for importing torch.
+
+
+@dataclass
+class RunSpec:
+    """One training run: which platform, which setting, where it writes, what it starts from."""
+
+    platform: str
+    setting: str                    # pretrain | scratch | finetune | frozen | zero_shot | id
+    out_dir: Path
+    kind: str = "content"           # content | id
+    init_from: Path | None = None   # a checkpoint to start from (the source's best.pt)
+    freeze_items: bool = False      # the `frozen` setting: pre-trained item tower fixed
+    train: bool = True              # False: zero_shot (no target training)
+    job_type: str = "transfer"
+    tags: list[str] = field(default_factory=list)
+
 
 SETTINGS = ("scratch", "finetune", "frozen", "zero_shot", "id")
 EVAL_SETTINGS = ("pretrain", *SETTINGS, "popularity")
@@ -40,16 +56,12 @@ def metrics_path(params: dict, platform: str, setting: str) -> Path:
     return Path(params["paths"]["results"]) / "metrics" / platform / f"{setting}.json"
 
 
-def pretrain_spec(params: dict) -> "RunSpec":  # noqa: F821
-    from transrec.train.loop import RunSpec
-
+def pretrain_spec(params: dict) -> RunSpec:
     source = source_platform(params)
     return RunSpec(source, "pretrain", run_dir(params, source, "pretrain"), job_type="pretrain")
 
 
-def transfer_spec(params: dict, target: str, setting: str) -> "RunSpec":  # noqa: F821
-    from transrec.train.loop import RunSpec
-
+def transfer_spec(params: dict, target: str, setting: str) -> RunSpec:
     if setting not in SETTINGS:
         raise TransrecError(f"unknown transfer setting '{setting}'; expected one of {', '.join(SETTINGS)}")
     P.platform_config(params, target)  # unknown platform -> one line
