@@ -38,8 +38,8 @@ def world(tmp_path_factory):
     params = tiny_params(root, base, bert)
     params = with_results(params, root / "results", root / "params.yaml",
                           model={"user_encoder": {"dropout": 0.0}},
-                          train={"cache": True, "cache_dtype": "float32", "batch_size": 16, "epochs": 2,
-                                 "patience": 10, "warmup_steps": 0, "num_threads": 1})
+                          train={"cache": True, "cache_dtype": "float32", "batch_size": 6, "epochs": 1,
+                                 "warmup_steps": 0, "num_threads": 1, "pretrain": {"epochs": 1}})
     if not (root / ".built").is_file():
         build_platforms(root / "params.yaml", names=("tgt",))
         assert main(["cache", "tgt", "--params", str(root / "params.yaml")]) == 0
@@ -56,8 +56,9 @@ def _torchrun(params_path: Path, nproc: int) -> subprocess.CompletedProcess:
 
 
 def _weights(results: Path) -> dict:
-    return torch.load(results / "models" / "tgt" / "scratch" / "last.pt", map_location="cpu",
-                      weights_only=False)["model"]
+    """The trained weights: one epoch, so best.pt holds the model after the last step."""
+    return torch.load(results / "models" / "tgt" / "scratch" / "best.pt", map_location="cpu",
+                      weights_only=False)["state"]
 
 
 def test_ddp_two_processes_match_one_process(world, tmp_path):
@@ -71,6 +72,7 @@ def test_ddp_two_processes_match_one_process(world, tmp_path):
     assert log_single["world_size"] == 1
     steps = [e["steps"] for e in log_single["epochs"]]
     assert steps == [e["steps"] for e in log_ddp["epochs"]] and sum(steps) >= 4  # same global steps
+    assert log_single["best_epoch"] == log_ddp["best_epoch"] == 1
     assert _uneven_rank_targets(world)  # the ranks' slices hold different target counts: the loss must be
     # normalised by the global batch, not per rank, for DDP's gradient average to equal the single gradient
 
@@ -88,9 +90,10 @@ def test_ddp_two_processes_match_one_process(world, tmp_path):
             # biases), summation-order noise becomes a visible update (~1e-5 here); a wrong gradient (e.g. the
             # ranks' losses averaged instead of normalised by the global batch) moves weights by ~the update itself
             assert diff <= 1e-5 + 2e-2 * update, f"{key}: DDP and single differ by {diff:.3g} (update {update:.3g})"
-    # the validation metrics of each epoch (rank 0 evaluates) agree as well
+    # the metrics (rank 0 evaluates) agree as well
     for e_single, e_ddp in zip(log_single["epochs"], log_ddp["epochs"]):
         assert e_ddp["valid"] == pytest.approx(e_single["valid"], abs=1e-6)
+    assert log_ddp["test"] == pytest.approx(log_single["test"], abs=1e-6)
 
 
 def _initial_weights(params: dict) -> dict:
