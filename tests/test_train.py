@@ -45,6 +45,8 @@ def test_pretrain_writes_run_dir_and_log(pretrained):
     for epoch in log["epochs"]:
         assert epoch["loss"] > 0 and 0 <= epoch["valid"]["ndcg@10"] <= 1 and epoch["wall_s"] > 0
     assert set(log["test"]) == {"hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr"}
+    weights = log["image_weights"]  # the offline EfficientNet-Lite0 state dict loads completely
+    assert weights["tensors"] == 296 and weights["missing"] == [] and weights["unexpected"] == []
     best = ckpt.read(out / "best.pt")
     assert not any(k.startswith(("items.text.bottom", "items.text.embeddings")) for k in best["state"])
 

@@ -136,6 +136,7 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
     if spec.freeze_items:
         model.freeze_items()
     mcfg = model.cfg
+    image_weights = model.items.image.load_report if spec.kind == "content" else None  # missing/unexpected keys
     ks = sorted(set(ecfg["ks"]) | {10})
     evaluate = lambda split: rank_split(  # noqa: E731
         data, split, model_scorer(model, device), ks, ecfg["mask_history"], ecfg["chunk_users"],
@@ -196,7 +197,8 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
                "threads": threads, "world_size": world, "cache": use_cache, "resumed": resumed,
                "epochs": state["log"], "best_epoch": state["best_epoch"],
                "best_valid_" + MONITOR: None if state["best"] == float("-inf") else state["best"],
-               "load_report": load_report, "wandb_run_dir": tracker.run_dir, **(extra or {})}
+               "load_report": load_report, "image_weights": image_weights, "wandb_run_dir": tracker.run_dir,
+               **(extra or {})}
         write_json(log_path, doc)
         return doc
 
