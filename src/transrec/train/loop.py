@@ -62,8 +62,11 @@ def pick_device(setting: str, local_rank: int) -> torch.device:
 
 
 def set_threads(n: int, world: int = 1) -> int:
+    """n > 0: n threads; 0: OMP_NUM_THREADS when set (Snakemake sets it to the rule's threads), else the
+    cores available to this process (at most 8), shared among the ranks of a CPU torchrun."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    n = n or max(1, min(8, cores // max(1, world)))
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    n = n or (int(env) if env.isdigit() and int(env) > 0 else max(1, min(8, cores // max(1, world))))
     torch.set_num_threads(n)
     return n
 
