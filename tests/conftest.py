@@ -33,7 +33,6 @@ def tiny_params(bert: Path, **overrides) -> dict:
     scratch = Path(bert).parent / "params"
     params = shrink(scratch, base, bert)
     params["paths"] = {"data": "data", "results": "results"}
-    params["study"] = {"source": "src", "targets": ["tgt"]}
     for key, value in overrides.items():
         params[key] = copy.deepcopy(value)
     return params

@@ -27,14 +27,17 @@ def study(tmp_path_factory):
     codes["pretrain"] = main(["pretrain", *p])
     for setting in SETTINGS:
         codes[f"transfer {setting}"] = main(["transfer", "tgt", setting, *p])
+    metrics = Path(params["paths"]["results"]) / "metrics"
+    written = {s: json.loads((metrics / "tgt" / f"{s}.json").read_text()) for s in SETTINGS}  # by the training run
+    written["pretrain"] = json.loads((metrics / "src" / "pretrain.json").read_text())
     for setting in (*SETTINGS, "popularity"):
         codes[f"evaluate {setting}"] = main(["evaluate", "tgt", setting, *p])
     codes["evaluate pretrain"] = main(["evaluate", "src", "pretrain", *p])
-    return params, root, codes
+    return params, root, codes, written
 
 
 def test_every_step_succeeds_and_writes_its_outputs(study):
-    params, root, codes = study
+    params, root, codes, _ = study
     assert all(code == 0 for code in codes.values()), codes
     results = Path(params["paths"]["results"])
     for setting in SETTINGS:
@@ -53,17 +56,21 @@ def test_every_step_succeeds_and_writes_its_outputs(study):
     assert json.loads((results / "metrics" / "src" / "pretrain.json").read_text())["setting"] == "pretrain"
 
 
-def test_evaluate_reproduces_the_training_runs_own_test_metrics(study):
-    params, _, _ = study
+def test_evaluate_reproduces_the_metrics_the_training_run_wrote(study):
+    params, _, _, written = study
     results = Path(params["paths"]["results"])
-    for setting in SETTINGS:
-        log = json.loads((results / "models" / "tgt" / setting / "train_log.json").read_text())
-        doc = json.loads((results / "metrics" / "tgt" / f"{setting}.json").read_text())
-        assert doc["test"] == pytest.approx(log["test"], abs=1e-6), setting
+    for setting in (*SETTINGS, "pretrain"):
+        platform = "src" if setting == "pretrain" else "tgt"
+        log = json.loads((results / "models" / platform / setting / "train_log.json").read_text())
+        doc = json.loads((results / "metrics" / platform / f"{setting}.json").read_text())  # `transrec evaluate`
+        assert written[setting]["test"] == pytest.approx(log["test"], abs=1e-9), setting
+        assert doc["test"] == pytest.approx(written[setting]["test"], abs=1e-6), setting
+        assert doc["valid"] == pytest.approx(written[setting]["valid"], abs=1e-6), setting
+        assert doc["counts"] == written[setting]["counts"] and doc["protocol"] == written[setting]["protocol"]
 
 
 def test_settings_start_from_what_they_should(study):
-    params, _, _ = study
+    params, _, _, _ = study
     models = Path(params["paths"]["results"]) / "models"
     source = ckpt.read(models / "src" / "pretrain" / "best.pt")["state"]
     zero = ckpt.read(models / "tgt" / "zero_shot" / "best.pt")
@@ -82,7 +89,7 @@ def test_settings_start_from_what_they_should(study):
 
 
 def test_user_errors_are_one_line(study, tmp_path, capsys):
-    params, root, _ = study
+    params, root, _, _ = study
     capsys.readouterr()
     bad = json.loads(json.dumps(params))
     bad["model"]["user_encoder"]["layer"] = 2
@@ -102,3 +109,31 @@ def test_user_errors_are_one_line(study, tmp_path, capsys):
     assert "run `transrec pretrain` first" in capsys.readouterr().err
     assert main(["transfer", "src", "scratch", "--params", str(tmp_path / "none.yaml")]) == 2
     assert "src is the source platform" in capsys.readouterr().err
+
+
+def test_variants_train_on_a_share_of_users_and_start_from_their_source_model(study, capsys):
+    params, root, _, _ = study
+    p = ["--params", str(root / "params.yaml")]
+    assert main(["pretrain", "--variant", "src0.5", *p]) == 0
+    assert main(["transfer", "tgt", "finetune@src0.5", *p]) == 0
+    assert main(["transfer", "tgt", "scratch@tgt0.5-seed1", *p]) == 0
+    results = Path(params["paths"]["results"])
+    full = json.loads((results / "models" / "src" / "pretrain" / "train_log.json").read_text())
+    half = json.loads((results / "models" / "src" / "pretrain@src0.5" / "train_log.json").read_text())
+    assert half["run"] == "pretrain@src0.5" and half["user_fraction"] == 0.5
+    assert 0.3 * full["trained_users"] <= half["trained_users"] <= 0.7 * full["trained_users"]
+    finetune = json.loads((results / "models" / "tgt" / "finetune@src0.5" / "train_log.json").read_text())
+    assert finetune["init_from"].endswith("pretrain@src0.5/best.pt")
+    scaled = json.loads((results / "models" / "tgt" / "scratch@tgt0.5-seed1" / "train_log.json").read_text())
+    scratch = json.loads((results / "models" / "tgt" / "scratch" / "train_log.json").read_text())
+    assert scaled["seed"] == params["train"]["seed"] + 1 and scaled["trained_users"] < scratch["trained_users"]
+    doc = json.loads((results / "metrics" / "tgt" / "scratch@tgt0.5-seed1.json").read_text())
+    assert doc["run"] == "scratch@tgt0.5-seed1" and doc["setting"] == "scratch"
+    assert doc["counts"]["users"] == json.loads((results / "metrics" / "tgt" / "scratch.json").read_text())["counts"]["users"]
+    capsys.readouterr()
+    assert main(["transfer", "tgt", "scratch@src0.5", *p]) == 2
+    assert "src<f> only applies to settings that start from the source model" in capsys.readouterr().err
+    assert main(["transfer", "tgt", "finetune@tgt0.50", *p]) == 2
+    assert "write 'tgt0.5'" in capsys.readouterr().err
+    assert main(["transfer", "tgt", "finetune@src0.25", *p]) == 2
+    assert "run `transrec pretrain --variant src0.25` first" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import pytest
 from transrec.errors import TransrecError
 from transrec.report import results as R
 from transrec.report.build import build
+from transrec.variants import Variant, parse_variant, run_name, split_run
 
 
 def put(results: Path, platform: str, name: str, hr10: float, ndcg10: float) -> None:
@@ -20,12 +21,18 @@ def put(results: Path, platform: str, name: str, hr10: float, ndcg10: float) -> 
     path.write_text(json.dumps({"platform": platform, "setting": name.split("@")[0], "test": test}))
 
 
-def test_variant_names_round_trip():
-    assert R.parse_variant("") == {"src": 1.0, "tgt": 1.0, "seed": None}
-    assert R.parse_variant("src0.3-seed1") == {"src": 0.3, "tgt": 1.0, "seed": 1}
-    assert R.variant_name(src=0.3, seed=1) == "src0.3-seed1" and R.variant_name() == ""
+def test_run_names_round_trip_and_must_be_canonical():
+    assert split_run("finetune") == ("finetune", Variant())
+    assert split_run("finetune@src0.3-seed1") == ("finetune", Variant(src=0.3, seed=1))
+    assert run_name("scratch", Variant(tgt=0.1, seed=2)) == "scratch@tgt0.1-seed2" and run_name("id") == "id"
     with pytest.raises(TransrecError, match="cannot read 'foo'"):
-        R.parse_variant("foo")
+        parse_variant("foo")
+    with pytest.raises(TransrecError, match="write 'src0.3-seed1'"):
+        parse_variant("seed1-src0.30")
+    with pytest.raises(TransrecError, match="share in"):
+        parse_variant("tgt1.5")
+    with pytest.raises(TransrecError, match="whole number"):
+        parse_variant("seed1.5")
 
 
 def test_tables_gains_and_scaling_equal_the_json(tmp_path):
@@ -67,3 +74,29 @@ def test_tables_gains_and_scaling_equal_the_json(tmp_path):
 def test_missing_metrics_is_one_line(tmp_path):
     with pytest.raises(TransrecError, match="run the evaluate steps first"):
         build(tmp_path / "results")
+
+
+def test_report_command_logs_tables_and_plots_to_wandb(tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from transrec.cli import main
+    from transrec.train.tracking import read_offline_run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["paths"]["results"] = str(tmp_path / "results")
+    params["wandb"]["group"] = "report-test"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    put(tmp_path / "results", "mixed_target", "scratch", 0.20, 0.10)
+    put(tmp_path / "results", "mixed_target", "finetune", 0.30, 0.16)
+    put(tmp_path / "results", "mixed_target", "finetune@src0.1", 0.22, 0.11)
+    assert main(["report", "--params", str(tmp_path / "params.yaml")]) == 0
+    assert "| mixed_target | finetune | 0.3000" in capsys.readouterr().out
+    run_dir = next((tmp_path / "results" / "wandb" / "wandb").glob("offline-run-*"))
+    back = read_offline_run(run_dir)
+    assert back["group"] == "report-test" and back["job_type"] == "report"
+    logged = {k: v for h in back["history"] for k, v in h.items()}
+    assert logged["results/_type"] == "table-file" and logged["results/nrows"] == 2  # W&B flattens keys
+    assert logged["scaling_source/nrows"] == 2 and logged["gains/nrows"] == 1
+    assert logged["plots/bars_mixed_target/_type"] == "image-file"
+    assert back["summary"]["mixed_target/finetune/ndcg@10"] == pytest.approx(0.16)

@@ -125,3 +125,8 @@ def test_wandb_offline_run_reads_back(world, tmp_path, monkeypatch):
     assert [h["valid/ndcg@10"] for h in epochs] == pytest.approx([e["valid"]["ndcg@10"] for e in log["epochs"]])
     assert back["summary"]["test/hr@10"] == pytest.approx(log["test"]["hr@10"])
     assert back["summary"]["best_epoch"] == log["best_epoch"]
+    tables = [h for h in back["history"] if "sample_recommendations/_type" in h]  # W&B flattens keys
+    assert len(tables) == 1 and tables[0]["sample_recommendations/_type"] == "table-file"
+    assert tables[0]["sample_recommendations/nrows"] == 4 * 5  # 4 users x top 5
+    # user, history, rank, item, key, title, modality, score, new, hit + the image column
+    assert tables[0]["sample_recommendations/ncols"] == 11

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -38,7 +39,6 @@ def dvc_stages(workdir: Path) -> dict[str, dict]:
         " 'deps': [str(d.def_path) for d in s.deps if str(d.def_path) != 'params.yaml']}"
         " for s in repo.index.stages}))\n"
     )
-    import json
 
     out = run([str(BIN / "python"), "-c", code], workdir).stdout
     return {cmd: {"outs": set(v["outs"]), "deps": set(v["deps"])} for cmd, v in json.loads(out).items()}
@@ -87,8 +87,12 @@ def _digest(folder: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_snakemake_and_dvc_build_the_same_outputs_and_rerun_nothing(tmp_path, tiny_bert_dir):
     """The whole DAG on a tiny world, through both front ends: data, cache, pre-training, every transfer
-    setting, evaluation and the report; the same processed data and the same metrics from both."""
+    setting, the scaling and replicate runs, evaluation and the report; the same processed data and the
+    same metrics from both."""
     params = tiny_params(tiny_bert_dir)
+    params["study"]["scaling"] = {"target": "tgt", "settings": ["scratch"], "source_fractions": [0.5],
+                                  "target_fractions": [0.5], "seeds": [1]}
+    scaled = ["finetune@src0.5", "finetune@src0.5-seed1", "scratch@tgt0.5", "scratch@tgt0.5-seed1", "scratch@seed1"]
     snake = make_workdir(tmp_path / "snake", params)
     dvc = make_workdir(tmp_path / "dvc", params, with_dvc=True)
 
@@ -101,6 +105,11 @@ def test_snakemake_and_dvc_build_the_same_outputs_and_rerun_nothing(tmp_path, ti
     run([str(BIN / "dvc"), "repro", "--quiet"], dvc, timeout=2400)
     again = run([str(BIN / "dvc"), "repro"], dvc)
     assert "Data and pipelines are up to date" in again.stdout
+    shown = json.loads(run([str(BIN / "dvc"), "metrics", "show", "--json"], dvc).stdout)
+    files = {f for rev in shown.values() for f in rev["data"]}
+    assert "results/metrics/tgt/finetune.json" in files and "results/report/summary.json" in files
+    plots = json.loads(run([str(BIN / "dvc"), "plots", "show", "--json"], dvc).stdout)["data"]
+    assert {"results/report/curves_source.csv", "results/report/curves_target.csv"} <= set(plots)
 
     a, b = _digest(snake / "data" / "processed"), _digest(dvc / "data" / "processed")
     assert a and a == b
@@ -113,20 +122,26 @@ def test_snakemake_and_dvc_build_the_same_outputs_and_rerun_nothing(tmp_path, ti
     # Learning half: metrics for every target x setting (+ popularity) and the source model, the same
     # numbers from both front ends (CPU training is deterministic), and a report that shows them.
     import csv
-    import json
 
     settings = params["transfer"]["settings"]
     for work in (snake, dvc):
-        for setting in [*settings, "popularity"]:
+        for setting in [*settings, "popularity", *scaled]:
             doc = json.loads((work / "results/metrics/tgt" / f"{setting}.json").read_text())
             assert 0.0 <= doc["test"]["hr@10"] <= 1.0 and doc["counts"]["users"] > 0
         assert (work / "results/metrics/src/pretrain.json").is_file()
+        assert (work / "results/metrics/src/pretrain@src0.5.json").is_file()
+        curve = list(csv.DictReader((work / "results/report/curves_target.csv").open()))
+        assert [float(r["fraction"]) for r in curve] == [0.5, 1.0]
+        tgt_half = [json.loads((work / "results/metrics/tgt" / f"scratch@tgt0.5{s}.json").read_text())["test"]["ndcg@10"]
+                    for s in ("", "-seed1")]
+        assert float(curve[0]["scratch"]) == pytest.approx(sum(tgt_half) / 2, abs=1e-6)  # mean over replicates
+        assert (work / "results/report/plots/scaling_source.png").is_file()
         rows = {(r["platform"], r["setting"]): r for r in csv.DictReader((work / "results/report/results.csv").open())}
         for setting in [*settings, "popularity"]:
             doc = json.loads((work / "results/metrics/tgt" / f"{setting}.json").read_text())
             assert float(rows[("tgt", setting)]["ndcg@10"]) == pytest.approx(doc["test"]["ndcg@10"])
         assert (work / "results/report/plots/bars_tgt.png").is_file()
-    for setting in [*settings, "popularity"]:
+    for setting in [*settings, "popularity", *scaled]:
         ma = json.loads((snake / "results/metrics/tgt" / f"{setting}.json").read_text())["test"]
         mb = json.loads((dvc / "results/metrics/tgt" / f"{setting}.json").read_text())["test"]
         assert ma == pytest.approx(mb, abs=1e-6), setting

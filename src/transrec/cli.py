@@ -84,7 +84,11 @@ def _report(args) -> None:
     from transrec.report.build import build
 
     params = P.load(args.params)
-    out = build(Path(params["paths"]["results"]))
+    out = build(Path(params["paths"]["results"]), params.get("study", {}).get("scaling", {}).get("target"))
+    if "wandb" in params:
+        from transrec.report.build import log_to_wandb
+
+        log_to_wandb(params, out)
     print(out["markdown"])
     print(f"report: {len(out['rows'])} rows, {len(out['plots'])} plots -> {params['paths']['results']}/report/")
 
@@ -125,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- command to run")
     p.set_defaults(func=_gpu_run)
     __import__("transrec.train.cli", fromlist=["add_commands"]).add_commands(sub, common)  # cache/pretrain/transfer/evaluate
+    __import__("transrec.recommend_cli", fromlist=["add_commands"]).add_commands(sub, common)  # recommend/add-items
     return parser
 
 

@@ -1,5 +1,13 @@
 """The transfer study declared in params (`study`): which runs exist and what each one reads.
 
+Main point: every target x transfer.settings, popularity, and the source model (`pretrain`).
+Scaling (`study.scaling`, on one target; run names from transrec.variants):
+    pretrain@src<f>                 for f in source_fractions
+    finetune@src<f>[-seed<n>]       on the scaling target, for f in source_fractions (n in seeds)
+    <s>@tgt<f>[-seed<n>]            for s in scaling.settings, f in target_fractions (n in seeds)
+    <s>@seed<n>                     replicates of the main point, for s in scaling.settings
+The 1.0 point of each curve is the main run (replicate 0).
+
 Snakemake (rule inputs, the final target) uses these functions; DVC declares the same runs with
 `matrix` stages over the same params lists (tests/test_workflow.py checks that the two agree).
 """
@@ -7,6 +15,7 @@ from __future__ import annotations
 
 from transrec import params as P
 from transrec.errors import TransrecError
+from transrec.variants import Variant, run_name, split_run
 
 
 def source(params: dict) -> str:
@@ -21,10 +30,26 @@ def settings(params: dict) -> list[str]:
     return list(params["transfer"]["settings"])
 
 
+def source_variants(params: dict) -> list[str]:
+    """Variants of pre-training: one per share of source users in study.scaling.source_fractions."""
+    return [Variant(src=f).name for f in params["study"]["scaling"]["source_fractions"]]
+
+
+def scaling_runs(params: dict) -> list[tuple[str, str]]:
+    """(target, run) of every scaling and replicate run (see the module doc)."""
+    sc = params["study"]["scaling"]
+    seeds = [0, *sc["seeds"]]
+    runs = [run_name("finetune", Variant(src=f, seed=n)) for f in sc["source_fractions"] for n in seeds]
+    runs += [run_name(s, Variant(tgt=f, seed=n)) for s in sc["settings"] for f in sc["target_fractions"] for n in seeds]
+    runs += [run_name(s, Variant(seed=n)) for s in sc["settings"] for n in sc["seeds"]]
+    return [(sc["target"], r) for r in runs]
+
+
 def evaluations(params: dict) -> list[tuple[str, str]]:
-    """(platform, setting) of every metrics file: targets x settings, popularity, the source model."""
+    """(platform, run) of every metrics file: targets x settings, popularity, the source model(s), scaling."""
     runs = [(t, s) for t in targets(params) for s in [*settings(params), "popularity"]]
-    return runs + [(source(params), "pretrain")]
+    runs += [(source(params), run_name("pretrain", v)) for v in ["", *source_variants(params)]]
+    return runs + scaling_runs(params)
 
 
 def check(params: dict) -> None:
@@ -35,6 +60,18 @@ def check(params: dict) -> None:
     for name in targets(params):
         if roles.get(name) != "target":
             raise TransrecError(f"params.yaml: study.targets names '{name}', which is not a platform with role: target")
+    sc = params["study"]["scaling"]
+    if sc["target"] not in targets(params):
+        raise TransrecError(f"params.yaml: study.scaling.target '{sc['target']}' is not one of study.targets")
+    needed = set(sc["settings"]) | ({"finetune"} if sc["source_fractions"] else set())
+    missing = [s for s in needed if s not in settings(params)]
+    if missing:
+        raise TransrecError(f"params.yaml: study.scaling needs {', '.join(sorted(set(missing)))} in transfer.settings "
+                            "(the main run is the 1.0 point of each curve)")
+    for key in ("source_fractions", "target_fractions"):
+        for f in sc[key]:
+            if f"{f:g}" != repr(float(f)):  # run names spell a share with %g: Snakemake and DVC must agree
+                raise TransrecError(f"params.yaml: study.scaling.{key} value {f!r}: use at most 6 significant digits")
 
 
 def processed_files(params: dict, platform: str) -> list[str]:
@@ -47,18 +84,19 @@ def cache_dir(params: dict, platform: str) -> str:
     return f"{params['paths']['data']}/cache/{platform}"
 
 
-def model_file(params: dict, platform: str, setting: str) -> str:
-    return f"{params['paths']['results']}/models/{platform}/{setting}/best.pt"
+def model_file(params: dict, platform: str, run: str) -> str:
+    return f"{params['paths']['results']}/models/{platform}/{run}/best.pt"
 
 
-def transfer_inputs(params: dict, target: str) -> list[str]:
-    """What a transfer run reads. Every setting declares the source checkpoint and the target's cache
-    (scratch and id read neither): one declaration per run keeps Snakemake and DVC identical, at the cost
-    of scratch/id waiting for pre-training."""
-    return [*processed_files(params, target), cache_dir(params, target), model_file(params, source(params), "pretrain")]
+def transfer_inputs(params: dict, target: str, run: str) -> list[str]:
+    """What a transfer run reads. Every setting declares the source checkpoint it would start from
+    (pretrain@src<f> for a src<f> variant) and the target's cache (scratch and id read neither): one
+    declaration per run keeps Snakemake and DVC identical, at the cost of scratch/id waiting for
+    pre-training."""
+    _, point = split_run(run)
+    pretrained = model_file(params, source(params), run_name("pretrain", Variant(src=point.src)))
+    return [*processed_files(params, target), cache_dir(params, target), pretrained]
 
 
-def evaluate_inputs(params: dict, platform: str, setting: str) -> list[str]:
-    if setting == "popularity":
-        return processed_files(params, platform)
-    return [*processed_files(params, platform), cache_dir(params, platform), model_file(params, platform, setting)]
+def metrics_files(params: dict) -> list[str]:
+    return [f"{params['paths']['results']}/metrics/{p}/{r}.json" for p, r in evaluations(params)]

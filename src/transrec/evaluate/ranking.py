@@ -31,8 +31,9 @@ def rank_split(data: PlatformData, split: str, scorer: Scorer, ks: list[int], ma
                   leave=False):
         e = min(n, s + chunk)
         target = torch.from_numpy(targets[s:e]).to(device)
+        # In place: at 100k items a chunk's score matrix is ~400 MB, and each copy would cost as much again.
         scores = scorer(torch.from_numpy(histories[s:e]).to(device)).float()
-        scores = torch.nan_to_num(scores, nan=float("-inf")).masked_fill(dropped[None], float("-inf"))
+        scores.nan_to_num_(nan=float("-inf")).masked_fill_(dropped[None], float("-inf"))
         if mask_history:
             lengths = np.diff(seen.offsets[s:e + 1])
             rows = np.repeat(np.arange(e - s), lengths)

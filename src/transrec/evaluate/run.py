@@ -1,7 +1,8 @@
-"""`transrec evaluate PLATFORM SETTING` -> {paths.results}/metrics/<platform>/<setting>.json
+"""`transrec evaluate PLATFORM RUN` -> {paths.results}/metrics/<platform>/<RUN>.json
 
-SETTING: pretrain (the source model on the source), scratch | finetune | frozen | zero_shot | id
-(the run's best.pt on the target), or popularity (train-interaction counts, no model).
+RUN: popularity (train-interaction counts, no model), or a trained run, SETTING[@VARIANT] with SETTING
+pretrain | scratch | finetune | frozen | zero_shot | id: its best.pt evaluated again (the training
+commands write the same file when they finish; this re-evaluates, e.g. after changing `evaluate`).
 Leave-one-out test (context: train + validation item) and validation (context: train), full
 ranking over every non-dropped item, history masked (evaluate.mask_history), ties pessimistic.
 """
@@ -10,8 +11,9 @@ from __future__ import annotations
 import time
 
 from transrec import params as P
-from transrec.atomic import write_json
 from transrec.errors import TransrecError
+from transrec.atomic import write_json
+from transrec.evaluate.document import metrics_document
 from transrec.evaluate.ranking import model_scorer, popularity_scorer, rank_split
 from transrec.model import checkpoint as ckpt
 from transrec.model.config import ModelConfig
@@ -19,11 +21,15 @@ from transrec.train.data import PlatformData
 from transrec.train.loop import build_model, pick_device, set_threads
 from transrec.train.settings import EVAL_SETTINGS, metrics_path, run_dir
 from transrec.train.tracking import Tracker
+from transrec.variants import split_run
 
 
-def evaluate(params: dict, platform: str, setting: str, progress: bool = True) -> dict:
+def evaluate(params: dict, platform: str, run: str, progress: bool = True) -> dict:
+    setting, point = split_run(run)
     if setting not in EVAL_SETTINGS:
         raise TransrecError(f"unknown setting '{setting}'; expected one of {', '.join(EVAL_SETTINGS)}")
+    if setting == "popularity" and point.name:
+        raise TransrecError(f"'{run}': popularity has no variants")
     start = time.time()
     tcfg, ecfg = params["train"], params["evaluate"]
     device = pick_device(tcfg["device"], 0)
@@ -32,14 +38,15 @@ def evaluate(params: dict, platform: str, setting: str, progress: bool = True) -
     _, proc = P.platform_dirs(params, platform)
     P.platform_config(params, platform)
     data = PlatformData(proc, platform)
-    ks = list(ecfg["ks"])
+    ks = sorted(set(ecfg["ks"]) | {10})
     info: dict = {}
     if setting == "popularity":
         scorer, max_len = popularity_scorer(data, device), params["model"]["user_encoder"]["max_len"]
     else:
-        path = run_dir(params, platform, setting) / "best.pt"
+        path = run_dir(params, platform, run) / "best.pt"
         if not path.is_file():
-            how = "transrec pretrain" if setting == "pretrain" else f"transrec transfer {platform} {setting}"
+            how = (f"transrec pretrain{' --variant ' + point.name if point.name else ''}" if setting == "pretrain"
+                   else f"transrec transfer {platform} {run}")
             raise TransrecError(f"{path} not found: run `{how}` first")
         payload = ckpt.read(path)
         cfg = ModelConfig.from_dict(payload["model_config"])
@@ -54,19 +61,12 @@ def evaluate(params: dict, platform: str, setting: str, progress: bool = True) -
         info = {"checkpoint": str(path), "epoch": payload.get("epoch"), "kind": payload["kind"]}
     valid = rank_split(data, "valid", scorer, ks, ecfg["mask_history"], ecfg["chunk_users"], max_len, device, progress)
     test = rank_split(data, "test", scorer, ks, ecfg["mask_history"], ecfg["chunk_users"], max_len, device, progress)
-    doc = {"platform": platform, "setting": setting, "test": test["metrics"], "valid": valid["metrics"],
-           "counts": {"users": test["users"], "items_ranked": test["items_ranked"], "items": data.n_items,
-                      "dropped_items": int(data.n_items - len(data.pool)),
-                      "masked_history_items_test": test["masked_history_items"],
-                      "masked_history_items_valid": valid["masked_history_items"]},
-           "protocol": {"split": "leave-one-out", "ranking": "full catalogue", "ties": "pessimistic",
-                        "mask_history": ecfg["mask_history"], "ks": ks, "max_len": max_len},
-           **info, "wall_s": round(time.time() - start, 2)}
-    tracker = Tracker(params, "evaluate", f"{platform}/{setting}/evaluate", [platform, setting],
-                      {"platform": platform, "setting": setting, "evaluate": ecfg, **info})
+    doc = metrics_document(data, platform, run, valid, test, ecfg, ks, max_len, start, **info)
+    tracker = Tracker(params, "evaluate", f"{platform}/{run}/evaluate", [platform, setting, *filter(None, [point.name])],
+                      {"platform": platform, "setting": setting, "run": run, "evaluate": ecfg, **info})
     tracker.summary({**{f"test/{k}": v for k, v in test["metrics"].items()},
                      **{f"valid/{k}": v for k, v in valid["metrics"].items()}, "users": test["users"]})
     tracker.finish()
     doc["wandb_run_dir"] = tracker.run_dir
-    write_json(metrics_path(params, platform, setting), doc)
+    write_json(metrics_path(params, platform, run), doc)
     return doc

@@ -110,7 +110,7 @@ class Recommender(nn.Module):
         """[B, n_items] dot-product scores; dropped items score -inf."""
         catalog = self.encode_catalog() if catalog is None else catalog
         scores = self.user_vectors(history, catalog) @ catalog.T
-        return scores.masked_fill((self.features.modality == DROPPED)[None], float("-inf"))
+        return scores.masked_fill_((self.features.modality == DROPPED)[None], float("-inf"))  # in place
 
     # ---- training ------------------------------------------------------------------------------
     def calculate_loss(self, batch: dict) -> torch.Tensor:

@@ -86,7 +86,7 @@ def read(root: Path, layout: dict | None) -> RawPlatform:
         group = set(lay["genre_group"])
         first = items["genres"].fill_null("").str.split(", ").list.first()
         in_group = items.filter(first.is_in(list(group)))
-        keep = inter["item"].is_in(in_group["item"])
+        keep = inter["item"].is_in(in_group["item"].implode())
         drops["movie outside genre_group"] = int((~keep).sum())
         inter, items = inter.filter(keep), in_group
     inter = inter.select("user", "item", "timestamp", "row")

@@ -3,8 +3,12 @@
 Writes to {paths.results}/report/:
     results.csv, results.md     every platform x setting of the main point (mean, and std over seeds)
     gains.csv                   finetune over scratch per target (absolute and relative)
-    scaling_source.csv          NDCG@10 against the share of source users used for pre-training
-    scaling_target.csv          NDCG@10 against the share of target users trained on
+    scaling_source.csv          NDCG@10 against the share of source users used for pre-training (long:
+                                platform, setting, fraction, mean, std, seeds)
+    scaling_target.csv          NDCG@10 against the share of target users trained on (long)
+    curves_source.csv, curves_target.csv
+                                the scaling target's curves, wide (fraction + one column per setting):
+                                what `dvc plots show` draws
     plots/bars_<platform>.png   HR@10 and NDCG@10 per setting, one chart per platform
     plots/scaling_source.png, plots/scaling_target.png
     summary.json                the headline numbers (what DVC shows as metrics)
@@ -103,7 +107,18 @@ def scaling_chart(rows: list[dict], axis: str, path: Path, metric: str = "ndcg@1
     _save(fig, path)
 
 
-def build(results_dir: Path) -> dict:
+def wide_curves(points: list[dict], platform: str | None, metric: str = "ndcg@10") -> list[dict]:
+    """One row per fraction, one column per setting of `platform` (default: the first one with points);
+    a setting missing a fraction of the others is left out (a DVC plot needs every value)."""
+    platform = platform or next((p["platform"] for p in points), None)
+    part = [p for p in points if p["platform"] == platform]
+    fractions = sorted({p["fraction"] for p in part})
+    by = {(p["setting"], p["fraction"]): p[metric] for p in part}
+    settings = [s for s in dict.fromkeys(p["setting"] for p in part) if all((s, f) in by for f in fractions)]
+    return [{"fraction": f, **{s: round(by[(s, f)], 6) for s in settings}} for f in fractions]
+
+
+def build(results_dir: Path, scaling_target: str | None = None) -> dict:
     cells = R.collect(results_dir / "metrics")
     out = results_dir / "report"
     rows = R.main_table(cells, METRICS)
@@ -120,10 +135,12 @@ def build(results_dir: Path) -> dict:
         path = out / "plots" / f"bars_{platform}.png"
         bar_chart(rows, platform, path)
         plots.append(path)
-    curves = {}
+    curves, scaling_points = {}, {}
     for axis, name in (("src", "scaling_source"), ("tgt", "scaling_target")):
         points = R.scaling(cells, axis)
+        scaling_points[name] = points
         write_csv(out / f"{name}.csv", points)
+        write_csv(out / f"curves_{name.split('_')[1]}.csv", wide_curves(points, scaling_target))
         if points:
             scaling_chart(points, axis, out / "plots" / f"{name}.png")
             plots.append(out / "plots" / f"{name}.png")
@@ -135,4 +152,21 @@ def build(results_dir: Path) -> dict:
         "plots": [p.name for p in plots],
     }
     write_json(out / "summary.json", summary)
-    return {"rows": rows, "gains": gain_rows, "markdown": md, "plots": plots, "summary": summary}
+    return {"rows": rows, "gains": gain_rows, "markdown": md, "plots": plots, "summary": summary,
+            "scaling": scaling_points}
+
+
+def log_to_wandb(params: dict, out: dict) -> str | None:
+    """One W&B run (job_type report) in the study's group: the tables as wandb.Table, the plots as images."""
+    from transrec.train.tracking import Tracker
+
+    tracker = Tracker(params, "report", "report", ["report"], {"study": params.get("study", {})})
+    tracker.table("results", out["rows"])
+    tracker.table("gains", out["gains"])
+    for name, points in out["scaling"].items():
+        tracker.table(name, points)
+    tracker.images({f"plots/{p.stem}": p for p in out["plots"]})
+    tracker.summary({f"{key}/{m}": v for key, row in out["summary"]["results"].items() for m, v in row.items()})
+    run_dir = tracker.run_dir
+    tracker.finish()
+    return run_dir

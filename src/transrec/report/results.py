@@ -1,42 +1,22 @@
 """Collect every metrics JSON of a study into tables: per target x setting, transfer gains, scaling.
 
-Metrics files live at {paths.results}/metrics/<platform>/<setting>[@<variant>].json. The variant names
-a study point: `src0.3` (pre-trained on 30% of the source users), `tgt0.1` (10% of the target users),
-`seed1` (another seed), joined by '-' (e.g. `finetune@src0.3-seed1`). No variant = the main point:
-all data, the params' seed. Seeds of one point are aggregated as mean and standard deviation.
+Metrics files live at {paths.results}/metrics/<platform>/<setting>[@<variant>].json (transrec.variants:
+`src0.3` pre-trained on 30% of the source users, `tgt0.1` 10% of the target users, `seed1` another
+replicate). Replicates of one point are aggregated as mean and standard deviation.
 """
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from transrec.errors import TransrecError
+from transrec.variants import split_run
 
 SETTING_ORDER = ("popularity", "id", "scratch", "finetune", "frozen", "zero_shot", "pretrain")
 HEADLINE = ("hr@10", "ndcg@10")
-VARIANT_TOKEN = re.compile(r"^(src|tgt|seed)(\d+(?:\.\d+)?)$")
-
-
-def parse_variant(variant: str) -> dict:
-    """'src0.3-seed1' -> {'src': 0.3, 'tgt': 1.0, 'seed': 1}; '' -> the main point (seed None)."""
-    point = {"src": 1.0, "tgt": 1.0, "seed": None}
-    for token in filter(None, variant.split("-")):
-        match = VARIANT_TOKEN.match(token)
-        if not match:
-            raise TransrecError(f"metrics variant '{variant}': cannot read '{token}' (expected src<f>, tgt<f>, seed<n>)")
-        key, value = match.groups()
-        point[key] = int(value) if key == "seed" else float(value)
-    return point
-
-
-def variant_name(src: float = 1.0, tgt: float = 1.0, seed: int | None = None) -> str:
-    parts = ([f"src{src:g}"] if src != 1.0 else []) + ([f"tgt{tgt:g}"] if tgt != 1.0 else []) \
-        + ([f"seed{seed}"] if seed is not None else [])
-    return "-".join(parts)
 
 
 @dataclass
@@ -73,13 +53,12 @@ def collect(metrics_dir: Path) -> dict[tuple, Cell]:
         raise TransrecError(f"{metrics_dir} not found: run the evaluate steps first")
     cells: dict[tuple, Cell] = defaultdict(Cell)
     for path in sorted(metrics_dir.glob("*/*.json")):
-        setting, _, variant = path.stem.partition("@")
-        point = parse_variant(variant)
+        setting, point = split_run(path.stem)
         try:
             doc = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise TransrecError(f"{path}: not valid JSON ({exc.msg}); rerun its evaluate step") from None
-        cells[(path.parent.name, setting, point["src"], point["tgt"])].add(doc["test"], path)
+        cells[(path.parent.name, setting, point.src, point.tgt)].add(doc["test"], path)
     if not cells:
         raise TransrecError(f"no metrics files in {metrics_dir}: run the evaluate steps first")
     return dict(cells)

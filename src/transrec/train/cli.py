@@ -1,9 +1,12 @@
 """The learning half's commands: `transrec cache | pretrain | transfer | evaluate`.
 
     transrec cache PLATFORM            -> {paths.data}/cache/PLATFORM/{text.npy,image.npy,cache.json}
-    transrec pretrain                  -> {paths.results}/models/<source>/pretrain/{best.pt,last.pt,train_log.json}
-    transrec transfer TARGET SETTING   -> {paths.results}/models/TARGET/SETTING/{best.pt,last.pt,train_log.json}
-    transrec evaluate PLATFORM SETTING -> {paths.results}/metrics/PLATFORM/SETTING.json
+    transrec pretrain [--variant V]  -> {paths.results}/models/<source>/pretrain[@V]/{best.pt,last.pt,train_log.json}
+                                        + {paths.results}/metrics/<source>/pretrain[@V].json
+    transrec transfer TARGET RUN     -> {paths.results}/models/TARGET/RUN/{best.pt,last.pt,train_log.json}
+                                        + {paths.results}/metrics/TARGET/RUN.json
+    transrec evaluate PLATFORM RUN   -> {paths.results}/metrics/PLATFORM/RUN.json
+RUN is SETTING[@VARIANT], e.g. finetune, finetune@src0.3, scratch@tgt0.1-seed1 (transrec.variants).
 """
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ def _pretrain(args) -> None:
     from transrec.train.settings import pretrain_spec, require_learning
 
     params = require_learning(P.load(args.params))
-    run(params, pretrain_spec(params), restart=args.restart)
+    run(params, pretrain_spec(params, args.variant), restart=args.restart)
 
 
 def _transfer(args) -> None:
@@ -60,7 +63,7 @@ def _transfer(args) -> None:
     from transrec.train.settings import require_learning, transfer_spec
 
     params = require_learning(P.load(args.params))
-    run(params, transfer_spec(params, args.target, args.setting), restart=args.restart)
+    run(params, transfer_spec(params, args.target, args.run), restart=args.restart)
 
 
 def _evaluate(args) -> None:
@@ -69,11 +72,11 @@ def _evaluate(args) -> None:
     from transrec.train.settings import metrics_path, require_learning
 
     params = require_learning(P.load(args.params))
-    doc = evaluate(params, args.platform, args.setting)
+    doc = evaluate(params, args.platform, args.run)
     t = doc["test"]
-    print(f"{args.platform}/{args.setting}: test hr@10 {t['hr@10']:.4f} ndcg@10 {t['ndcg@10']:.4f} mrr {t['mrr']:.4f} "
+    print(f"{args.platform}/{args.run}: test hr@10 {t['hr@10']:.4f} ndcg@10 {t['ndcg@10']:.4f} mrr {t['mrr']:.4f} "
           f"({doc['counts']['users']} users, {doc['counts']['items_ranked']} items) -> "
-          f"{metrics_path(params, args.platform, args.setting)}")
+          f"{metrics_path(params, args.platform, args.run)}")
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
@@ -83,14 +86,16 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("platform", help="platform name from params.yaml")
     p.set_defaults(func=_cache)
     p = sub.add_parser("pretrain", parents=[common], help="pre-train on the platform with role: source")
+    p.add_argument("--variant", default="", help="a study point: src<f> pre-trains on that share of the users")
     p.add_argument("--restart", action="store_true", help="ignore last.pt and train from the start")
     p.set_defaults(func=_pretrain)
     p = sub.add_parser("transfer", parents=[common], help="train/transfer to a target in one setting")
     p.add_argument("target", help="target platform name from params.yaml")
-    p.add_argument("setting", choices=SETTINGS)
+    p.add_argument("run", metavar="RUN", help=f"SETTING[@VARIANT]; SETTING: {' | '.join(SETTINGS)}; "
+                   "VARIANT: src<f>, tgt<f>, seed<n> joined by '-' (e.g. finetune@tgt0.1-seed1)")
     p.add_argument("--restart", action="store_true", help="ignore last.pt and train from the start")
     p.set_defaults(func=_transfer)
     p = sub.add_parser("evaluate", parents=[common], help="full-ranking test metrics of one run (or popularity)")
     p.add_argument("platform", help="platform name from params.yaml")
-    p.add_argument("setting", choices=EVAL_SETTINGS)
+    p.add_argument("run", metavar="RUN", help=f"SETTING[@VARIANT]; SETTING: {' | '.join(EVAL_SETTINGS)}")
     p.set_defaults(func=_evaluate)

@@ -136,13 +136,18 @@ def left_pad(seqs: Sequences, n: int, ends: np.ndarray | None = None) -> np.ndar
 class Batches:
     """Training batches of one platform for a model config (numpy in, torch tensors out)."""
 
-    def __init__(self, data: PlatformData, cfg: ModelConfig, batch_size: int, seed: int):
+    def __init__(self, data: PlatformData, cfg: ModelConfig, batch_size: int, seed: int, user_fraction: float = 1.0):
         self.data, self.cfg, self.batch_size, self.seed = data, cfg, batch_size, seed
         self.n = cfg.user_encoder.max_len
         lengths = data.train.lengths()
         self.eligible = np.flatnonzero(lengths >= 2)  # a training pair needs an input and a next item
+        if user_fraction < 1.0:  # the first share of a seeded user order: nested subsets across shares
+            order = np.random.default_rng([seed, 0x5EED]).permutation(len(lengths))
+            self.eligible = np.intersect1d(self.eligible, order[:max(1, round(user_fraction * len(lengths)))])
         if len(self.eligible) == 0:
-            raise TransrecError(f"{data.name}: no user has two training interactions; nothing to train on")
+            raise TransrecError(f"{data.name}: no user with two training interactions"
+                                + (f" among the {user_fraction:g} share of users" if user_fraction < 1.0 else "")
+                                + "; nothing to train on")
 
     def steps_per_epoch(self) -> int:
         return -(-len(self.eligible) // self.batch_size)

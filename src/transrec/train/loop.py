@@ -10,6 +10,11 @@
   rank takes its slice of every global batch, the model is DDP-wrapped, and only rank 0 evaluates,
   logs and writes checkpoints.
 - Device: cuda if available (bf16 autocast), else CPU with train.num_threads threads.
+- The end of a run evaluates the best checkpoint on valid and test and writes the run's metrics JSON
+  ({paths.results}/metrics/<platform>/<run>.json, the same document as `transrec evaluate`), in this
+  process: a separate evaluation process per run cost a third of the default study's wall time.
+- A variant (transrec.variants) trains on a share of the users (a seeded, nested subset: the 10% are
+  among the 30%) and/or with train.seed + n; validation and test always cover every user.
 """
 from __future__ import annotations
 
@@ -27,28 +32,35 @@ from tqdm import tqdm
 from transrec import params as P
 from transrec.atomic import write_json
 from transrec.errors import TransrecError
+from transrec.evaluate.document import metrics_document
 from transrec.evaluate.ranking import model_scorer, rank_split
 from transrec.model import checkpoint as ckpt
 from transrec.model.config import ModelConfig
 from transrec.model.recommender import Recommender
 from transrec.train import cache as frozen_cache
 from transrec.train.data import Batches, PlatformData
-from transrec.train.settings import RunSpec  # noqa: F401 (re-exported: loop.RunSpec)
+from transrec.train.settings import RunSpec, metrics_path
 from transrec.train.tracking import Tracker
 
 MONITOR = "ndcg@10"
 
 
 # ---- environment -----------------------------------------------------------------------------------
-def distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank); initialises the process group under torchrun."""
+def distributed(timeout_min: float = 60) -> tuple[int, int, int]:
+    """(rank, world size, local rank); initialises the process group under torchrun.
+
+    The timeout covers rank 0's validation pass, during which the other ranks wait at a collective:
+    the default (10 min for NCCL) kills a job that evaluates a large catalogue."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, 0
+    from datetime import timedelta
+
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo",
+                                timeout=timedelta(minutes=timeout_min))
     return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
@@ -72,11 +84,11 @@ def set_threads(n: int, world: int = 1) -> int:
 
 
 def train_settings(params: dict, setting: str) -> dict:
-    """The `train` section, with its `pretrain` overrides applied for the pre-training run."""
+    """The `train` section, with the overrides of `train.pretrain` (the pre-training run) or `train.id`
+    (the SASRec-ID runs) applied."""
     section = dict(params["train"])
-    overrides = section.pop("pretrain", {}) or {}
-    if setting == "pretrain":
-        section.update(overrides)
+    overrides = {"pretrain": section.pop("pretrain", {}) or {}, "id": section.pop("id", {}) or {}}
+    section.update(overrides.get(setting, {}))
     return section
 
 
@@ -118,11 +130,11 @@ def _to(batch: dict, device) -> dict:
 # ---- the run ------------------------------------------------------------------------------------------
 def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = True) -> dict:
     tcfg, ecfg = train_settings(params, spec.setting), params["evaluate"]
-    rank, world, local_rank = distributed()
+    rank, world, local_rank = distributed(tcfg.get("dist_timeout_min", 60))
     master = rank == 0
     device = pick_device(tcfg["device"], local_rank)
     threads = set_threads(tcfg["num_threads"], world) if device.type == "cpu" else None
-    seed = tcfg["seed"]
+    seed = tcfg["seed"] + spec.variant.seed
     out = Path(spec.out_dir)
     start_time = time.time()
 
@@ -135,7 +147,7 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
         payload = ckpt.read(spec.init_from)
         load_report = ckpt.load_into(model, payload, str(spec.init_from), transfer=True)
         if master:
-            print(f"{spec.platform}/{spec.setting}: " + ckpt.summarize(load_report))
+            print(f"{spec.platform}/{spec.name}: " + ckpt.summarize(load_report))
     if spec.freeze_items:
         model.freeze_items()
     mcfg = model.cfg
@@ -147,7 +159,7 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
 
     fingerprint = _hash_json({"model": mcfg.to_dict(), "train": {k: v for k, v in tcfg.items()
                                                                   if k not in ("num_threads", "device")},
-                              "spec": [spec.platform, spec.setting, spec.kind, spec.freeze_items, spec.train],
+                              "spec": [spec.platform, spec.name, spec.kind, spec.freeze_items, spec.train],
                               "init": frozen_cache.file_hash(spec.init_from) if spec.init_from else None,
                               "split": frozen_cache.file_hash(proc / "split.parquet"), "world": world})
     last_path, best_path, log_path = out / "last.pt", out / "best.pt", out / "train_log.json"
@@ -164,9 +176,10 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
         if last.get("fingerprint") != fingerprint:
             if master:
                 print(f"{last_path}: from a different configuration; starting over")
-        elif last["state"]["complete"] and best_path.is_file() and log_path.is_file():
+        elif (last["state"]["complete"] and best_path.is_file() and log_path.is_file()
+              and metrics_path(params, spec.platform, spec.name).is_file()):
             if master:
-                print(f"{spec.platform}/{spec.setting}: already complete ({log_path}); --restart to train again")
+                print(f"{spec.platform}/{spec.name}: already complete ({log_path}); --restart to train again")
             return json.loads(log_path.read_text())
         elif not last["state"]["complete"]:
             model.load_state_dict(last["model"], strict=False)
@@ -175,12 +188,13 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
             state = last["state"]
             resumed = True
             if master:
-                print(f"{spec.platform}/{spec.setting}: resuming from {last_path} at epoch {state['epoch'] + 1}")
+                print(f"{spec.platform}/{spec.name}: resuming from {last_path} at epoch {state['epoch'] + 1}")
 
     if spec.train and not resumed:
         best_path.unlink(missing_ok=True)  # never evaluate a best.pt left by another configuration
-    tracker = Tracker(params, spec.job_type, f"{spec.platform}/{spec.setting}", [spec.platform, spec.setting, *spec.tags],
-                      {"platform": spec.platform, "setting": spec.setting, "kind": spec.kind,
+    tracker = Tracker(params, spec.job_type, f"{spec.platform}/{spec.name}", [spec.platform, spec.setting, *spec.tags],
+                      {"platform": spec.platform, "setting": spec.setting, "run": spec.name, "kind": spec.kind,
+                       "user_fraction": spec.user_fraction, "replicate": spec.variant.seed, "seed": seed,
                        "init_from": str(spec.init_from) if spec.init_from else None, "model": mcfg.to_dict(),
                        "train": tcfg, "evaluate": ecfg, "world_size": world, "device": str(device),
                        "threads": threads, "cache": use_cache,
@@ -195,7 +209,9 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
                 "setting": spec.setting, "epoch": epoch, "valid": valid}
 
     def write_log(complete: bool, extra: dict | None = None) -> dict:
-        doc = {"platform": spec.platform, "setting": spec.setting, "kind": spec.kind, "complete": complete,
+        doc = {"platform": spec.platform, "setting": spec.setting, "run": spec.name, "kind": spec.kind,
+               "complete": complete, "user_fraction": spec.user_fraction, "seed": seed,
+               "trained_users": int(len(batches.eligible)) if batches else 0,
                "init_from": str(spec.init_from) if spec.init_from else None, "device": str(device),
                "threads": threads, "world_size": world, "cache": use_cache, "resumed": resumed,
                "epochs": state["log"], "best_epoch": state["best_epoch"],
@@ -210,21 +226,23 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
     if world > 1 and spec.train:
         from torch.nn.parallel import DistributedDataParallel
 
+        # A content model's step may hold no text (or no image) item at all, leaving that tower without
+        # gradients: DDP must then look for unused parameters. An ID model uses all of its parameters.
         ddp_model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None,
-                                            find_unused_parameters=True)
+                                            find_unused_parameters=spec.kind == "content")
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
-    batches = Batches(data, mcfg, tcfg["batch_size"], seed) if spec.train else None
+    batches = Batches(data, mcfg, tcfg["batch_size"], seed, spec.user_fraction) if spec.train else None
     base_lrs = [group["lr"] for group in optimizer.param_groups] if optimizer else []
 
     epoch_bar = tqdm(range(state["epoch"], epochs), initial=state["epoch"], total=epochs, unit="epoch",
-                     desc=f"{spec.platform}/{spec.setting}", disable=not (master and progress and epochs))
+                     desc=f"{spec.platform}/{spec.name}", disable=not (master and progress and epochs))
     for epoch in epoch_bar:
         t0 = time.time()
         model.train()
         losses = []
         steps = batches.steps_per_epoch()
         bar = tqdm(batches.epoch(epoch, rank, world), total=steps, disable=not (master and progress),
-                   desc=f"{spec.platform}/{spec.setting} epoch {epoch + 1}/{epochs}", unit="step", leave=False)
+                   desc=f"{spec.platform}/{spec.name} epoch {epoch + 1}/{epochs}", unit="step", leave=False)
         for i, batch in enumerate(bar):
             scale = min(1.0, (epoch * steps + i + 1) / tcfg["warmup_steps"]) if tcfg["warmup_steps"] else 1.0
             for group, base in zip(optimizer.param_groups, base_lrs):
@@ -239,6 +257,13 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         train_s = time.time() - t0
+        epoch_loss = float(np.mean(losses))
+        if world > 1:  # the logged loss is the mean over ranks, not rank 0's share
+            import torch.distributed as dist
+
+            total = torch.tensor([epoch_loss], dtype=torch.float64, device=device)
+            dist.all_reduce(total)
+            epoch_loss = float(total.item()) / world
         stop = False
         if master:
             valid = evaluate("valid")
@@ -249,14 +274,14 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
             else:
                 state["bad"] += 1
             stop = state["bad"] >= tcfg["patience"]
-            entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "steps": len(losses),
+            entry = {"epoch": epoch + 1, "loss": epoch_loss, "steps": len(losses),
                      "valid": valid["metrics"], "train_s": round(train_s, 2), "wall_s": round(time.time() - t0, 2)}
             state["log"].append(entry)
             state["epoch"] = epoch + 1
             state["complete"] = stop or epoch + 1 == epochs
             tracker.log({"epoch": epoch + 1, "train/loss": entry["loss"], "train/seconds": train_s,
                          **{f"valid/{k}": v for k, v in valid["metrics"].items()}}, step=epoch + 1)
-            tqdm.write(f"{spec.platform}/{spec.setting} epoch {epoch + 1}: loss {entry['loss']:.4f}  valid "
+            tqdm.write(f"{spec.platform}/{spec.name} epoch {epoch + 1}: loss {entry['loss']:.4f}  valid "
                   f"{MONITOR} {score:.4f}  hr@10 {valid['metrics']['hr@10']:.4f}  ({entry['wall_s']:.1f} s)"
                   + ("  best" if state["best_epoch"] == epoch + 1 else ""))
             epoch_bar.set_postfix({MONITOR: f"{score:.4f}", "best": state["best_epoch"]})
@@ -287,6 +312,12 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
                          "best_epoch": state["best_epoch"], "epochs_run": len(state["log"])})
         wall = round(time.time() - start_time, 2)
         tracker.log({"test/" + k: v for k, v in test["metrics"].items()})
+        if tracker.run is not None:  # what the model recommends, for people looking at the dashboard
+            from transrec.recommend import sample_recommendations
+
+            rows = sample_recommendations(model, data, seed=seed)
+            tracker.table("sample_recommendations", [{k: v for k, v in r.items() if k != "image_row"} for r in rows],
+                          images={i: data.images[r["image_row"]] for i, r in enumerate(rows) if r["image_row"] >= 0})
         tracker.finish()
         state["complete"] = True
         if spec.train and last_path.is_file():
@@ -296,7 +327,11 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
                                   "state": {**last["state"], "complete": True}})
         result = write_log(True, {"valid": valid["metrics"], "test": test["metrics"], "wall_s": wall,
                                   "stopped_early": bool(state["log"]) and len(state["log"]) < epochs})
-        print(f"{spec.platform}/{spec.setting}: best epoch {state['best_epoch']}, test hr@10 "
+        write_json(metrics_path(params, spec.platform, spec.name),
+                   metrics_document(data, spec.platform, spec.name, valid, test, ecfg, ks, mcfg.user_encoder.max_len,
+                                    start_time, checkpoint=str(best_path), epoch=state["best_epoch"], kind=spec.kind,
+                                    wandb_run_dir=tracker.run_dir))
+        print(f"{spec.platform}/{spec.name}: best epoch {state['best_epoch']}, test hr@10 "
               f"{test['metrics']['hr@10']:.4f} ndcg@10 {test['metrics']['ndcg@10']:.4f}; {wall:.1f} s -> {out}")
     if world > 1:
         import torch.distributed as dist

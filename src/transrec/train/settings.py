@@ -1,7 +1,11 @@
 """Which run is which: the source platform, the transfer settings, and where each run writes.
 
-    transrec pretrain                   -> {paths.results}/models/<source>/pretrain/
-    transrec transfer TARGET SETTING    -> {paths.results}/models/<target>/<setting>/
+    transrec pretrain [--variant V]     -> {paths.results}/models/<source>/pretrain[@V]/
+    transrec transfer TARGET RUN        -> {paths.results}/models/<target>/<RUN>/   (RUN = SETTING[@VARIANT])
+
+Variants (transrec.variants) are the study's other points: src<f> pre-trains on a share of the source
+users (and finetune/frozen/zero_shot@src<f> start from that model), tgt<f> trains on a share of the
+target users, seed<n> is a replicate.
 
 Settings (each a separate run with its own metrics):
     scratch    the content model trained on the target only (no source pre-training)
@@ -17,6 +21,7 @@ from pathlib import Path
 
 from transrec import params as P
 from transrec.errors import TransrecError
+from transrec.variants import Variant, run_name, split_run
 
 # No torch here: the CLI reads SETTINGS to build its parser, and a data step must not pay for importing torch.
 
@@ -28,12 +33,22 @@ class RunSpec:
     platform: str
     setting: str                    # pretrain | scratch | finetune | frozen | zero_shot | id
     out_dir: Path
+    variant: Variant = Variant()    # the study point: share of users trained on, replicate
     kind: str = "content"           # content | id
     init_from: Path | None = None   # a checkpoint to start from (the source's best.pt)
     freeze_items: bool = False      # the `frozen` setting: pre-trained item tower fixed
     train: bool = True              # False: zero_shot (no target training)
     job_type: str = "transfer"
     tags: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return run_name(self.setting, self.variant)
+
+    @property
+    def user_fraction(self) -> float:
+        """Share of this platform's users whose sequences are trained on."""
+        return self.variant.src if self.setting == "pretrain" else self.variant.tgt
 
 
 SETTINGS = ("scratch", "finetune", "frozen", "zero_shot", "id")
@@ -48,34 +63,47 @@ def source_platform(params: dict) -> str:
     return sources[0]
 
 
-def run_dir(params: dict, platform: str, setting: str) -> Path:
-    return Path(params["paths"]["results"]) / "models" / platform / setting
+def run_dir(params: dict, platform: str, run: str) -> Path:
+    return Path(params["paths"]["results"]) / "models" / platform / run
 
 
-def metrics_path(params: dict, platform: str, setting: str) -> Path:
-    return Path(params["paths"]["results"]) / "metrics" / platform / f"{setting}.json"
+def metrics_path(params: dict, platform: str, run: str) -> Path:
+    return Path(params["paths"]["results"]) / "metrics" / platform / f"{run}.json"
 
 
-def pretrain_spec(params: dict) -> RunSpec:
+def pretrain_spec(params: dict, variant: str = "") -> RunSpec:
     source = source_platform(params)
-    return RunSpec(source, "pretrain", run_dir(params, source, "pretrain"), job_type="pretrain")
+    _, point = split_run(run_name("pretrain", variant))
+    if point.tgt != 1.0 or point.seed:
+        raise TransrecError(f"pre-training variant '{variant}': only src<f> applies to pre-training")
+    return RunSpec(source, "pretrain", run_dir(params, source, run_name("pretrain", point)), variant=point,
+                   job_type="pretrain", tags=[point.name] if point.name else [])
 
 
-def transfer_spec(params: dict, target: str, setting: str) -> RunSpec:
+def transfer_spec(params: dict, target: str, run: str) -> RunSpec:
+    setting, point = split_run(run)
     if setting not in SETTINGS:
         raise TransrecError(f"unknown transfer setting '{setting}'; expected one of {', '.join(SETTINGS)}")
     P.platform_config(params, target)  # unknown platform -> one line
     source = source_platform(params)
     if target == source:
         raise TransrecError(f"{target} is the source platform; transfer goes to a platform with role: target")
-    pretrained = run_dir(params, source, "pretrain") / "best.pt"
     needs_source = setting in ("finetune", "frozen", "zero_shot")
+    if point.src != 1.0 and not needs_source:
+        raise TransrecError(f"run '{run}': src<f> only applies to settings that start from the source model "
+                            "(finetune, frozen, zero_shot)")
+    if setting == "zero_shot" and (point.tgt != 1.0 or point.seed):
+        raise TransrecError(f"run '{run}': zero_shot trains nothing on the target; only src<f> applies")
+    source_run = run_name("pretrain", Variant(src=point.src))
+    pretrained = run_dir(params, source, source_run) / "best.pt"
     if needs_source and not pretrained.is_file():
-        raise TransrecError(f"{pretrained} not found: run `transrec pretrain` first")
-    return RunSpec(target, setting, run_dir(params, target, setting),
+        how = "transrec pretrain" + (f" --variant {Variant(src=point.src).name}" if point.src != 1.0 else "")
+        raise TransrecError(f"{pretrained} not found: run `{how}` first")
+    return RunSpec(target, setting, run_dir(params, target, run_name(setting, point)), variant=point,
                    kind="id" if setting == "id" else "content",
                    init_from=pretrained if needs_source else None,
-                   freeze_items=setting == "frozen", train=setting != "zero_shot", job_type="transfer")
+                   freeze_items=setting == "frozen", train=setting != "zero_shot", job_type="transfer",
+                   tags=[point.name] if point.name else [])
 
 
 LEARNING_SECTIONS = ("model", "train", "transfer", "evaluate", "wandb")

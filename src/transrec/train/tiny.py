@@ -61,6 +61,9 @@ def tiny_params(root: str | Path, base: dict, bert: str | Path, **sections) -> d
     p["train"].update({"batch_size": 16, "epochs": 2, "patience": 2, "warmup_steps": 0, "num_threads": 1,
                        "device": "cpu", "pretrain": {"epochs": 2}})
     p["evaluate"]["chunk_users"] = 16
+    p["study"] = {"source": "src", "targets": ["tgt"],  # no scaling runs unless a test asks for them
+                  "scaling": {"target": "tgt", "settings": [], "source_fractions": [], "target_fractions": [],
+                              "seeds": []}}
     p["wandb"]["mode"] = "disabled"
     for section, values in sections.items():
         if isinstance(values, dict) and isinstance(p.get(section), dict):

@@ -3,7 +3,9 @@
 Mode from params (`wandb.mode`: offline | online | disabled), overridden by the WANDB_MODE
 environment variable. Offline runs land in {paths.results}/wandb/wandb/offline-run-*/ and can be
 uploaded later with `wandb sync`. group = the experiment (`wandb.group`), job_type = pretrain |
-transfer | evaluate, tags = platform and setting.
+transfer | evaluate | report, tags = platform, setting and variant. Training runs log a table of sample
+recommendations (with item images); the report run logs the results, gains and scaling tables
+(wandb.Table) and the plots.
 
 `read_offline_run` reads an offline run's .wandb file back (config, history, summary) without the
 network; the tests use it.
@@ -57,6 +59,28 @@ class Tracker:
     def log(self, values: dict, step: int | None = None) -> None:
         if self.run is not None:
             self.run.log(values, step=step)
+
+    def table(self, key: str, rows: list[dict], images: dict[int, object] | None = None) -> None:
+        """Log rows (dicts with the same keys) as a wandb.Table; `images` maps a row number to an image
+        (HxWx3 uint8 array or a PNG path) shown in an extra `image` column."""
+        if self.run is None or not rows:
+            return
+        import wandb
+
+        columns = list(rows[0])
+        data = [[row.get(c) for c in columns] for row in rows]
+        if images is not None:
+            columns.append("image")
+            for i, row in enumerate(data):
+                row.append(wandb.Image(images[i]) if i in images else None)
+        self.run.log({key: wandb.Table(columns=columns, data=data)})
+
+    def images(self, values: dict[str, object]) -> None:
+        """Log images (arrays or PNG paths) under their keys."""
+        if self.run is not None and values:
+            import wandb
+
+            self.run.log({key: wandb.Image(str(v) if isinstance(v, Path) else v) for key, v in values.items()})
 
     def summary(self, values: dict) -> None:
         if self.run is not None:

@@ -1,0 +1,235 @@
+"""What the model is for: top-K recommendations for a history of item keys, and new items without retraining.
+
+    transrec recommend --model M --platform P --history k1,k2,... [--k 10] [--json]
+    transrec add-items --model M --platform P --items new.csv|new.parquet
+
+M is a trained run's best.pt (or its folder). P is a processed platform from params: the one the model
+was trained on, or, for a content model, any other one (zero-shot: the model encodes P's items).
+
+New items (add-items): a table with `key` and at least one of `text` / `title` / `image` (a path);
+an optional `modality` (text | image | both) says which inputs the model reads, otherwise an item with
+an image is an image item and one without is a text item. They are tokenized and resized like the
+platform's own items and encoded by the model's item tower, exactly as a catalogue item would be (a
+content model has no per-item parameters), and stored in <model folder>/added/<P>.parquet; recommend
+ranks them with the catalogue from then on. An unreadable image leaves a text item if it has text and
+is dropped otherwise, counted and reported. ID models cannot take new items: they have no vector for them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from transrec import params as P
+from transrec.atomic import write_parquet
+from transrec.errors import TransrecError
+from transrec.model import checkpoint as ckpt
+from transrec.model.config import ModelConfig
+from transrec.model.items import DROPPED, MODALITY_CODES, ItemFeatures
+from transrec.train.data import PlatformData
+from transrec.train.loop import build_model, pick_device, set_threads
+
+
+@dataclass
+class Catalogue:
+    """A platform's items as one model sees them: keys, titles, modalities and vectors (added items last)."""
+
+    keys: list[str]
+    titles: list[str]
+    modality: list[str]
+    vectors: torch.Tensor          # [n, d]; rows of dropped items are never ranked
+    rankable: torch.Tensor         # bool [n]
+    n_catalogue: int               # the first n_catalogue rows are the processed catalogue
+
+    def index(self, keys: list[str]) -> list[int]:
+        where = {k: i for i, k in enumerate(self.keys)}
+        unknown = [k for k in keys if k not in where]
+        if unknown:
+            example = self.keys[0] if self.keys else "?"
+            raise TransrecError(f"{len(unknown)} of {len(keys)} history keys are not items of this platform: "
+                                f"{', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''} (keys look like '{example}')")
+        return [where[k] for k in keys]
+
+
+def model_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path / "best.pt" if path.is_dir() else path
+
+
+def added_path(model: str | Path, platform: str) -> Path:
+    return model_path(model).parent / "added" / f"{platform}.parquet"
+
+
+def load(params: dict, model: str | Path, platform: str, device="cpu"):
+    """(model, platform data, payload) with the model pointed at `platform`'s items."""
+    path = model_path(model)
+    payload = ckpt.read(path)
+    P.platform_config(params, platform)  # unknown platform -> one line
+    _, proc = P.platform_dirs(params, platform)
+    data = PlatformData(proc, platform)
+    kind = payload["kind"]
+    if kind == "id" and platform != payload.get("platform"):
+        raise TransrecError(f"{path} is an ID model trained on {payload.get('platform')}: it has no vectors for "
+                            f"{platform}'s items (zero-shot needs a content model)")
+    cfg = ModelConfig.from_dict(payload["model_config"])
+    tcfg = params["train"]
+    try:  # the frozen-layer cache is only a speed-up: a missing or stale one means full encoders
+        net = build_model(params, data, kind, device, bool(tcfg["cache"]) and kind == "content", tcfg["cache_dtype"], cfg=cfg)
+    except TransrecError:
+        net = build_model(params, data, kind, device, False, tcfg["cache_dtype"], cfg=cfg)
+    report = ckpt.load_into(net, payload, str(path))
+    if report["counts"]["unused"]:
+        raise TransrecError(f"{path} does not fit the model it describes: {ckpt.summarize(report).splitlines()[0]}")
+    net.eval()
+    return net, data, payload
+
+
+def catalogue(net, data: PlatformData, added: Path | None) -> Catalogue:
+    frame = pl.read_parquet(data.proc / "catalog.parquet").sort("item")
+    vectors = net.encode_catalog()
+    keys, titles, modality = frame["key"].to_list(), frame["title"].fill_null("").to_list(), frame["modality"].to_list()
+    rankable = torch.from_numpy(data.modality != DROPPED)
+    if added is not None and added.is_file():
+        extra = pl.read_parquet(added)
+        keys += extra["key"].to_list()
+        titles += extra["title"].fill_null("").to_list()
+        modality += extra["modality"].to_list()
+        vectors = torch.cat([vectors, torch.tensor(np.stack(extra["vector"].to_numpy()), dtype=vectors.dtype)])
+        rankable = torch.cat([rankable, torch.ones(extra.height, dtype=torch.bool)])
+    return Catalogue(keys, titles, modality, vectors, rankable, frame.height)
+
+
+@torch.no_grad()
+def top_k(net, cat: Catalogue, history: list[int], k: int, exclude_history: bool = True) -> list[dict]:
+    """The k best items for one history (item rows of `cat`), best first."""
+    n = net.cfg.user_encoder.max_len
+    hist = torch.full((1, n), -1, dtype=torch.long)
+    recent = history[-n:]
+    hist[0, n - len(recent):] = torch.tensor(recent, dtype=torch.long)
+    scores = (net.user_vectors(hist, cat.vectors) @ cat.vectors.T)[0]
+    scores.masked_fill_(~cat.rankable, float("-inf"))
+    if exclude_history:
+        scores[torch.tensor(history, dtype=torch.long)] = float("-inf")
+    k = min(k, int(torch.isfinite(scores).sum()))
+    values, rows = scores.topk(k)
+    return [{"rank": r + 1, "item": i, "key": cat.keys[i], "title": cat.titles[i], "modality": cat.modality[i],
+             "score": round(float(v), 4), "new": i >= cat.n_catalogue}
+            for r, (v, i) in enumerate(zip(values.tolist(), rows.tolist()))]
+
+
+def sample_recommendations(net, data: PlatformData, split: str = "test", users: int = 4, k: int = 5,
+                           seed: int = 0) -> list[dict]:
+    """A few users' recent history and top-k (for W&B): rows with keys, titles, scores and image rows."""
+    cat = catalogue(net, data, None)
+    _, targets, seen = data.contexts(split, net.cfg.user_encoder.max_len)
+    picked = np.random.default_rng(seed).choice(len(targets), size=min(users, len(targets)), replace=False)
+    rows = []
+    for u in sorted(picked.tolist()):
+        history = seen.get(u).tolist()
+        for rec in top_k(net, cat, history, k):
+            rows.append({"user": str(data.users[u]), "history": " | ".join(cat.titles[i] for i in history[-3:]),
+                         **rec, "hit": rec["item"] == int(targets[u]), "image_row": int(data.image_row[rec["item"]])})
+    return rows
+
+
+# ---- new items ----------------------------------------------------------------------------------------
+def read_new_items(path: Path) -> pl.DataFrame:
+    if not path.is_file():
+        raise TransrecError(f"{path} not found")
+    try:
+        frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path, infer_schema_length=0)
+    except Exception as exc:  # a malformed file
+        raise TransrecError(f"{path}: cannot read it as {'parquet' if path.suffix == '.parquet' else 'CSV'}: "
+                            f"{str(exc).splitlines()[0]}") from None
+    if "key" not in frame.columns:
+        raise TransrecError(f"{path}: no 'key' column (columns: {', '.join(frame.columns)})")
+    if not {"text", "title", "image"} & set(frame.columns):
+        raise TransrecError(f"{path}: needs a 'text', 'title' or 'image' column to encode items from")
+    for col in ("title", "text", "image", "modality"):
+        if col not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias(col))
+    frame = frame.with_columns(pl.col("key").cast(pl.Utf8), pl.col("title").cast(pl.Utf8), pl.col("text").cast(pl.Utf8),
+                               pl.col("image").cast(pl.Utf8), pl.col("modality").cast(pl.Utf8))
+    frame = frame.with_columns(pl.coalesce(pl.col("text"), pl.col("title")).fill_null("").alias("text"),
+                               pl.coalesce(pl.col("title"), pl.col("text")).fill_null("").alias("title"))
+    dup = frame.filter(pl.col("key").is_duplicated())["key"].unique().to_list()
+    if dup:
+        raise TransrecError(f"{path}: duplicate keys {', '.join(map(str, dup[:3]))}")
+    bad = frame.filter(pl.col("modality").is_not_null() & ~pl.col("modality").is_in(["text", "image", "both"]))
+    if bad.height:
+        raise TransrecError(f"{path}: modality '{bad['modality'][0]}' of item {bad['key'][0]}; expected text, image or both")
+    return frame
+
+
+def encode_new_items(params: dict, net, data: PlatformData, frame: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray, dict]:
+    """(kept rows with their final modality, vectors [n, d], counts) for new items."""
+    from transrec.data.images import load_image
+    from transrec.data.text import load_tokenizer
+
+    size = data.image_size or params["data"]["image"]["size"]
+    counts = {"items": frame.height, "text": 0, "image": 0, "both": 0, "image_unreadable_text_kept": 0, "dropped": 0}
+    modality, pixels, image_row = [], [], []
+    for row in frame.iter_rows(named=True):
+        has_text = bool(row["text"].strip())
+        wanted = row["modality"] or ("image" if row["image"] else "text")
+        img = None
+        if wanted in ("image", "both"):
+            status, img = load_image(row["image"], size) if row["image"] else ("missing", None)
+            if img is None:
+                counts["image_unreadable_text_kept" if has_text else "dropped"] += 1
+                wanted = "text" if has_text else "dropped"
+        if wanted in ("text", "both") and not has_text:
+            wanted = "image" if img is not None else "dropped"
+            counts["dropped"] += wanted == "dropped"
+        modality.append(wanted)
+        if wanted != "dropped":
+            counts[wanted] += 1
+        image_row.append(len(pixels) if img is not None and wanted in ("image", "both") else -1)
+        if image_row[-1] >= 0:
+            pixels.append(img)
+    frame = frame.with_columns(pl.Series("modality", modality))
+    keep = np.array([m != "dropped" for m in modality])
+    width = int(data.text_ids.shape[1])
+    tokenizer = load_tokenizer(data.tokenizer or net.cfg.text_encoder.name)
+    enc = tokenizer(frame["text"].to_list(), max_length=width, truncation=True, padding="max_length")
+    ids = torch.tensor(enc["input_ids"], dtype=torch.long).reshape(frame.height, width)
+    lengths = torch.tensor(enc["attention_mask"], dtype=torch.long).reshape(frame.height, width).sum(1)
+    images = np.stack(pixels) if pixels else np.zeros((0, size, size, 3), dtype=np.uint8)
+    features = ItemFeatures(modality=torch.tensor([MODALITY_CODES[m] for m in modality], dtype=torch.long),
+                            text_ids=ids, text_len=lengths, image_row=torch.tensor(image_row, dtype=torch.long),
+                            images=images)
+    platform_features = net.features
+    net.attach(features.to(platform_features.device))  # the new items only, through the full encoders
+    try:
+        vectors = net.encode_catalog().cpu().numpy()
+    finally:
+        net.attach(platform_features)
+    return frame.filter(pl.Series(keep)), vectors[keep], counts
+
+
+def add_items(params: dict, model: str | Path, platform: str, items: Path) -> dict:
+    device = pick_device(params["train"]["device"], 0)
+    if device.type == "cpu":
+        set_threads(params["train"]["num_threads"])
+    net, data, payload = load(params, model, platform, device)
+    if payload["kind"] != "content":
+        raise TransrecError(f"{model_path(model)} is an ID model: it has no way to encode items it was not trained on")
+    frame = read_new_items(Path(items))
+    store = added_path(model, platform)
+    known = set(pl.read_parquet(data.proc / "catalog.parquet")["key"].to_list())
+    previous = pl.read_parquet(store) if store.is_file() else None
+    if previous is not None:
+        known |= set(previous["key"].to_list())
+    clash = [k for k in frame["key"].to_list() if k in known]
+    if clash:
+        raise TransrecError(f"{len(clash)} new item keys already exist on {platform}: {', '.join(clash[:3])}")
+    kept, vectors, counts = encode_new_items(params, net, data, frame)
+    out = kept.select("key", "title", "modality", "image").with_columns(
+        pl.Series("vector", vectors.astype(np.float32).tolist(), dtype=pl.List(pl.Float32)))
+    if previous is not None:
+        out = pl.concat([previous, out])
+    write_parquet(store, out)
+    return {**counts, "stored": out.height, "file": str(store)}

@@ -1,0 +1,146 @@
+"""`transrec recommend` and `transrec add-items` on a tiny world: what users see, new items, bad input."""
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+import yaml
+
+from transrec.cli import main
+from transrec.recommend import catalogue, load, top_k
+from transrec.train.tiny import tiny_world, with_results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A scratch content model and an ID model on `tgt`, a pre-trained model on `src` (no cache: the
+    catalogue goes through the full encoders, as new items do)."""
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    world = tiny_world(tmp_path_factory.getbasetemp() / "tiny_world", base)
+    root = tmp_path_factory.mktemp("recommend")
+    params = with_results(world, root / "results", root / "params.yaml", train={"cache": False, "epochs": 1})
+    p = ["--params", str(root / "params.yaml")]
+    assert main(["pretrain", *p]) == 0
+    for setting in ("scratch", "id"):
+        assert main(["transfer", "tgt", setting, *p]) == 0
+    models = Path(params["paths"]["results"]) / "models"
+    items = pl.read_parquet(Path(params["paths"]["data"]) / "processed" / "tgt" / "items.parquet")
+    return params, p, models, items
+
+
+def keys_of(items: pl.DataFrame, n: int, offset: int = 0) -> list[str]:
+    return items["key"].to_list()[offset:offset + n]
+
+
+def test_recommend_prints_top_k_without_the_history(trained, capsys):
+    params, p, models, items = trained
+    history = keys_of(items, 3)
+    capsys.readouterr()
+    assert main(["recommend", "--model", str(models / "tgt" / "scratch"), "--platform", "tgt",
+                 "--history", ",".join(history), "--k", "5", "--json", *p]) == 0
+    out = json.loads(capsys.readouterr().out)
+    recs = out["recommendations"]
+    assert [r["rank"] for r in recs] == [1, 2, 3, 4, 5]
+    assert all(r["key"] not in history for r in recs)
+    scores = [r["score"] for r in recs]
+    assert scores == sorted(scores, reverse=True)
+    titles = dict(zip(items["key"].to_list(), items["title"].to_list()))
+    assert all(r["title"] == titles[r["key"]] for r in recs)
+    assert main(["recommend", "--model", str(models / "tgt" / "scratch" / "best.pt"), "--platform", "tgt",
+                 "--history", ",".join(history), "--k", "3", *p]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("top 3 of ") and recs[0]["key"] in table
+
+
+def test_recommend_scores_equal_the_models_full_sort_predict(trained):
+    params, _, models, items = trained
+    net, data, _ = load(params, models / "tgt" / "scratch", "tgt")
+    cat = catalogue(net, data, None)
+    history = cat.index(keys_of(items, 4, offset=2))
+    recs = top_k(net, cat, history, 3)
+    hist = torch.tensor([[-1] * (net.cfg.user_encoder.max_len - len(history)) + history])
+    with torch.no_grad():
+        scores = net.full_sort_predict(hist)[0]
+    scores[history] = float("-inf")
+    assert [r["item"] for r in recs] == scores.topk(3).indices.tolist()
+
+
+def test_zero_shot_on_another_platform_and_the_id_model_refuses(trained, capsys):
+    params, p, models, _ = trained
+    src_items = pl.read_parquet(Path(params["paths"]["data"]) / "processed" / "tgt" / "items.parquet")
+    capsys.readouterr()
+    assert main(["recommend", "--model", str(models / "src" / "pretrain"), "--platform", "tgt",
+                 "--history", ",".join(keys_of(src_items, 2)), "--k", "2", *p]) == 0
+    assert "zero-shot: trained on src" in capsys.readouterr().out
+    assert main(["recommend", "--model", str(models / "tgt" / "id"), "--platform", "src",
+                 "--history", "x", *p]) == 2
+    err = capsys.readouterr().err
+    assert "ID model trained on tgt" in err and "\n" not in err.strip()
+    assert main(["recommend", "--model", str(models / "tgt" / "scratch"), "--platform", "tgt",
+                 "--history", "nope-1,nope-2", *p]) == 2
+    assert "2 of 2 history keys are not items of this platform: nope-1, nope-2" in capsys.readouterr().err
+    assert main(["recommend", "--model", str(models / "tgt" / "missing"), "--platform", "tgt", "--history", "a", *p]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_added_items_get_the_vector_a_catalogue_item_gets_and_are_recommended(trained, tmp_path, capsys):
+    """New items copied from existing ones (same text / image file, new keys) must score exactly like
+    their twins: a content model has no per-item parameters, so an item added after training is as
+    good as one trained with."""
+    params, p, models, items = trained
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "best.pt").write_bytes((models / "tgt" / "scratch" / "best.pt").read_bytes())
+    twins = items.filter(pl.col("modality") != "dropped").head(6)
+    new = twins.select(("new-" + pl.col("key")).alias("key"), "title", "text", "image", "modality")
+    new.write_csv(tmp_path / "new.csv")
+    capsys.readouterr()
+    assert main(["add-items", "--model", str(model), "--platform", "tgt", "--items", str(tmp_path / "new.csv"), *p]) == 0
+    assert "6 added items on tgt" in capsys.readouterr().out
+    stored = pl.read_parquet(model / "added" / "tgt.parquet")
+    net, data, _ = load(params, model, "tgt")
+    cat = catalogue(net, data, model / "added" / "tgt.parquet")
+    assert len(cat.keys) == data.n_items + 6
+    for key, vector in zip(stored["key"].to_list(), stored["vector"].to_list()):
+        twin = cat.index([key[len("new-"):]])[0]
+        assert np.allclose(vector, cat.vectors[twin].numpy(), atol=1e-5), key
+    # Recommended: a history of the twins' neighbours ranks each new item right next to its twin.
+    history = cat.index(keys_of(items, 3, offset=10))
+    recs = top_k(net, cat, history, len(cat.keys))
+    rank = {r["key"]: r["rank"] for r in recs}
+    for key in stored["key"].to_list():
+        if key[len("new-"):] not in [cat.keys[h] for h in history]:
+            assert abs(rank[key] - rank[key[len("new-"):]]) == 1, key
+    assert main(["recommend", "--model", str(model), "--platform", "tgt", "--history", ",".join(stored["key"][:2]),
+                 "--json", *p]) == 0  # new items work as history too
+    assert json.loads(capsys.readouterr().out)["recommendations"]
+
+
+def test_add_items_bad_input(trained, tmp_path, capsys):
+    params, p, models, items = trained
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "best.pt").write_bytes((models / "tgt" / "scratch" / "best.pt").read_bytes())
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    pl.DataFrame({"key": ["a", "b", "c"], "title": ["", "a tagine recipe", "football boots"],
+                  "image": [str(tmp_path / "broken.jpg"), str(tmp_path / "broken.jpg"), None]}).write_csv(tmp_path / "new.csv")
+    capsys.readouterr()
+    assert main(["add-items", "--model", str(model), "--platform", "tgt", "--items", str(tmp_path / "new.csv"), *p]) == 0
+    out = capsys.readouterr().out
+    assert "3 read, 2 text, 0 image, 0 both, 1 kept as text (image unreadable), 1 dropped; 2 added" in out
+    # the same keys again, an existing key, an ID model, a file without keys: one line each
+    assert main(["add-items", "--model", str(model), "--platform", "tgt", "--items", str(tmp_path / "new.csv"), *p]) == 2
+    assert "already exist on tgt" in capsys.readouterr().err
+    pl.DataFrame({"key": [items["key"][0]], "title": ["x"]}).write_csv(tmp_path / "old.csv")
+    assert main(["add-items", "--model", str(model), "--platform", "tgt", "--items", str(tmp_path / "old.csv"), *p]) == 2
+    assert "1 new item keys already exist" in capsys.readouterr().err
+    assert main(["add-items", "--model", str(models / "tgt" / "id"), "--platform", "tgt", "--items",
+                 str(tmp_path / "old.csv"), *p]) == 2
+    assert "ID model" in capsys.readouterr().err
+    (tmp_path / "nokey.csv").write_text("title\nhello\n")
+    assert main(["add-items", "--model", str(model), "--platform", "tgt", "--items", str(tmp_path / "nokey.csv"), *p]) == 2
+    assert "no 'key' column" in capsys.readouterr().err
