@@ -11,7 +11,7 @@ PARAMS ?= params.yaml
 export PATH := $(abspath $(BIN)):$(PATH)
 export TRANSREC_PARAMS := $(PARAMS)
 
-.PHONY: run test venv dvc dry-run bench-data clean-outputs
+.PHONY: run readme test venv dvc dry-run bench-data clean-outputs
 
 venv: $(STAMP)
 
@@ -21,9 +21,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+RESULTS = $$($(BIN)/python -c "import yaml; print(yaml.safe_load(open('$(PARAMS)'))['paths']['results'])")
+
+# make run also records its wall time (install excluded) in <results>/make_run.json: `transrec report
+# --readme README.md` quotes it next to the table.
 run: venv
-	$(BIN)/snakemake --cores $(CORES)
-	$(BIN)/snakemake --cores 1 --report $$($(BIN)/python -c "import yaml; print(yaml.safe_load(open('$(PARAMS)'))['paths']['results'])")/report.html
+	@start=$$(date +%s); \
+	$(BIN)/snakemake --cores $(CORES) && \
+	$(BIN)/snakemake --cores 1 --report $(RESULTS)/report.html && \
+	printf '{"wall_s": %s, "cores": %s, "finished": "%s", "commit": "%s"}\n' "$$(( $$(date +%s) - start ))" \
+		"$$(nproc)" "$$(date -u +%Y-%m-%dT%H:%MZ)" "$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+		> $(RESULTS)/make_run.json && cat $(RESULTS)/make_run.json
+
+readme: venv
+	$(BIN)/transrec report --readme README.md
 
 dry-run: venv
 	$(BIN)/snakemake -n

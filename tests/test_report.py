@@ -100,3 +100,29 @@ def test_report_command_logs_tables_and_plots_to_wandb(tmp_path, monkeypatch, ca
     assert logged["scaling_source/nrows"] == 2 and logged["gains/nrows"] == 1
     assert logged["plots/bars_mixed_target/_type"] == "image-file"
     assert back["summary"]["mixed_target/finetune/ndcg@10"] == pytest.approx(0.16)
+
+
+def test_readme_block_gets_the_report_and_the_make_run_wall_time(tmp_path):
+    from transrec.report.build import update_readme
+
+    res = tmp_path / "results"
+    put(res, "t1", "scratch", 0.20, 0.10)
+    put(res, "t1", "finetune", 0.30, 0.16)
+    put(res, "t1", "scratch@tgt0.5", 0.12, 0.06)
+    put(res, "t1", "finetune@tgt0.5", 0.25, 0.12)
+    (res / "make_run.json").parent.mkdir(parents=True, exist_ok=True)
+    (res / "make_run.json").write_text(json.dumps({"wall_s": 1110, "cores": 2, "finished": "2026-11-27T16:00Z",
+                                                   "commit": "abc1234"}))
+    out = build(res)
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\nbefore\n<!-- results:begin -->\nold\n<!-- results:end -->\nafter\n")
+    figures = update_readme(readme, res, out)
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n<!-- results:begin -->") and text.endswith("<!-- results:end -->\nafter\n")
+    assert "old" not in text and "| t1 | finetune | 0.3000 | 0.1600" in text
+    assert "at commit abc1234 (2026-11-27T16:00Z): 18.5 min wall time on 2 CPU cores" in text
+    assert [f.name for f in figures] == ["scaling_target.png"] and "](docs/figures/scaling_target.png)" in text
+    assert (tmp_path / "docs" / "figures" / "scaling_target.png").read_bytes()[:4] == b"\x89PNG"
+    readme.write_text("no markers\n")
+    with pytest.raises(TransrecError, match="no '<!-- results:begin -->'"):
+        update_readme(readme, res, out)

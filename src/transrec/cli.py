@@ -91,6 +91,11 @@ def _report(args) -> None:
         log_to_wandb(params, out)
     print(out["markdown"])
     print(f"report: {len(out['rows'])} rows, {len(out['plots'])} plots -> {params['paths']['results']}/report/")
+    if args.readme:
+        from transrec.report.build import update_readme
+
+        figures = update_readme(Path(args.readme), Path(params["paths"]["results"]), out)
+        print(f"report: {args.readme} updated ({len(figures)} figures in {Path(args.readme).parent / 'docs' / 'figures'})")
 
 
 def _gpu_run(args) -> None:
@@ -123,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--workers", type=int, default=0, help="decoding processes (default: CPUs, max 8)")
         p.set_defaults(func=lambda a, s=step: _platform_step(a, s))
     p = sub.add_parser("report", parents=[common], help="tables, transfer gains and plots from every metrics file")
+    p.add_argument("--readme", default=None, help="also fill this README's results block (make readme)")
     p.set_defaults(func=_report)
     p = sub.add_parser("gpu-run", help="run a command on N GPU slots of its own (CUDA_VISIBLE_DEVICES)")
     p.add_argument("--gpus", type=int, default=1, help="GPUs this job needs (0: run as is)")

@@ -45,7 +45,7 @@ class Catalogue:
     n_catalogue: int               # the first n_catalogue rows are the processed catalogue
 
     def index(self, keys: list[str]) -> list[int]:
-        where = {k: i for i, k in enumerate(self.keys)}
+        where = {k: i for i, k in enumerate(self.keys)}  # an added item wins over a dropped catalogue row
         unknown = [k for k in keys if k not in where]
         if unknown:
             example = self.keys[0] if self.keys else "?"
@@ -103,16 +103,23 @@ def catalogue(net, data: PlatformData, added: Path | None) -> Catalogue:
 
 
 @torch.no_grad()
-def top_k(net, cat: Catalogue, history: list[int], k: int, exclude_history: bool = True) -> list[dict]:
-    """The k best items for one history (item rows of `cat`), best first."""
+def scores_for(net, cat: Catalogue, history: list[int], mask: list[int] | None = None) -> torch.Tensor:
+    """[n] scores of every row of `cat` for one history (item rows, oldest first); rows that cannot be
+    recommended and the rows in `mask` get -inf."""
     n = net.cfg.user_encoder.max_len
     hist = torch.full((1, n), -1, dtype=torch.long)
     recent = history[-n:]
     hist[0, n - len(recent):] = torch.tensor(recent, dtype=torch.long)
     scores = (net.user_vectors(hist, cat.vectors) @ cat.vectors.T)[0]
     scores.masked_fill_(~cat.rankable, float("-inf"))
-    if exclude_history:
-        scores[torch.tensor(history, dtype=torch.long)] = float("-inf")
+    if mask:
+        scores[torch.tensor(mask, dtype=torch.long)] = float("-inf")
+    return scores
+
+
+def top_k(net, cat: Catalogue, history: list[int], k: int, exclude_history: bool = True) -> list[dict]:
+    """The k best items for one history (item rows of `cat`), best first."""
+    scores = scores_for(net, cat, history, history if exclude_history else None)
     k = min(k, int(torch.isfinite(scores).sum()))
     values, rows = scores.topk(k)
     return [{"rank": r + 1, "item": i, "key": cat.keys[i], "title": cat.titles[i], "modality": cat.modality[i],
@@ -219,7 +226,8 @@ def add_items(params: dict, model: str | Path, platform: str, items: Path) -> di
         raise TransrecError(f"{model_path(model)} is an ID model: it has no way to encode items it was not trained on")
     frame = read_new_items(Path(items))
     store = added_path(model, platform)
-    known = set(pl.read_parquet(data.proc / "catalog.parquet")["key"].to_list())
+    # A dropped catalogue item (no usable text or image) may come back with content as a new item.
+    known = set(pl.read_parquet(data.proc / "catalog.parquet").filter(pl.col("modality") != "dropped")["key"].to_list())
     previous = pl.read_parquet(store) if store.is_file() else None
     if previous is not None:
         known |= set(previous["key"].to_list())

@@ -170,3 +170,42 @@ def log_to_wandb(params: dict, out: dict) -> str | None:
     run_dir = tracker.run_dir
     tracker.finish()
     return run_dir
+
+
+README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
+README_FIGURES = ("scaling_target.png", "scaling_source.png")
+
+
+def update_readme(readme: Path, results_dir: Path, out: dict) -> list[Path]:
+    """Replace the README block between the results markers with this report: the make-run wall time
+    (<results>/make_run.json, written by `make run`), the tables, and the scaling plots copied to
+    docs/figures/ next to the README. Returns the copied figures."""
+    import json
+    import shutil
+
+    from transrec.errors import TransrecError
+
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise TransrecError(f"{readme}: no '{README_BEGIN}' ... '{README_END}' block to fill")
+    run_file = results_dir / "make_run.json"
+    how = "Produced by `make run`"
+    if run_file.is_file():
+        run = json.loads(run_file.read_text())
+        how += (f" at commit {run['commit']} ({run['finished']}): {run['wall_s'] / 60:.1f} min wall time on "
+                f"{run['cores']} CPU cores, install excluded")
+    figures = []
+    lines = [README_BEGIN, "", how + "; copied here by `make readme`.", "", out["markdown"].replace("## ", "#### ")]
+    for name in README_FIGURES:
+        src = results_dir / "report" / "plots" / name
+        if src.is_file():
+            dst = readme.parent / "docs" / "figures" / name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            figures.append(dst)
+            lines += [f"![{name[:-4]}](docs/figures/{name})", ""]
+    lines.append(README_END)
+    head, rest = text.split(README_BEGIN, 1)
+    with atomic_path(readme) as tmp:
+        tmp.write_text(head + "\n".join(lines) + rest.split(README_END, 1)[1])
+    return figures
