@@ -11,7 +11,9 @@ On one target platform of a finished study (default: params.yaml, mixed_target, 
      (history masked, ties pessimistic), and report HR@10 / NDCG@10 on those users, next to:
        - the study's own run of the same setting, which trained with those items (an upper reference);
        - popularity: held-out items have no interactions, so it ranks them last (HR = 0 by construction);
-       - random ranking: HR@10 = 10 / rankable items.
+       - random ranking: HR@10 = 10 / rankable items, mean rank half the catalogue.
+   The mean rank (as a share of the rankable items) says whether held-out items are merely not at the
+   top or pushed below the trained ones.
 
     python benchmarks/new_items.py                        # in the folder of a finished `make run`
     python benchmarks/new_items.py --platform text_target --setting scratch --share 0.2 --json out.json
@@ -132,18 +134,20 @@ def main(argv=None) -> int:
         ranks = rank_targets(net, cat, hist, targets)
         m = metrics_from_ranks(torch.from_numpy(ranks), [10])
         results[name] = {"hr@10": round(m["hr@10"], 4), "ndcg@10": round(m["ndcg@10"], 4),
+                         "mean_rank_share": round(float(np.mean(ranks)) / int(cat.rankable.sum()), 4),
                          "rankable": int(cat.rankable.sum())}
-    results["popularity (no interactions: ranked last)"] = {"hr@10": 0.0, "ndcg@10": 0.0}
+    results["popularity (no interactions: ranked last)"] = {"hr@10": 0.0, "ndcg@10": 0.0, "mean_rank_share": None}
     rankable = results["study run (trained with them)"]["rankable"]
-    results["random"] = {"hr@10": round(10 / rankable, 4), "ndcg@10": None}
+    results["random"] = {"hr@10": round(10 / rankable, 4), "ndcg@10": None, "mean_rank_share": 0.5}
     figures["results"] = results
 
     print(f"{platform}/{args.setting}: {len(held)} of {figures['items']} items held out ({args.share:g}); "
           f"{len(users)} users' test item is one of them; training {train_s:.0f} s, add-items {add_s:.1f} s")
-    print("| ranker | HR@10 | NDCG@10 |\n|---|---|---|")
+    print("| ranker | HR@10 | NDCG@10 | mean rank / rankable items |\n|---|---|---|---|")
     for name, r in results.items():
         ndcg = "" if r["ndcg@10"] is None else f"{r['ndcg@10']:.4f}"
-        print(f"| {name} | {r['hr@10']:.4f} | {ndcg} |")
+        share = "" if r["mean_rank_share"] is None else f"{r['mean_rank_share']:.3f}"
+        print(f"| {name} | {r['hr@10']:.4f} | {ndcg} | {share} |")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
     return 0
