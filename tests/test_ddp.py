@@ -93,6 +93,9 @@ def test_ddp_two_processes_match_one_process(world, tmp_path):
     # the metrics (rank 0 evaluates) agree as well
     for e_single, e_ddp in zip(log_single["epochs"], log_ddp["epochs"]):
         assert e_ddp["valid"] == pytest.approx(e_single["valid"], abs=1e-6)
+        # the logged loss is the mean over ranks (each rank's loss is its slice's share of the global
+        # batch's loss), so it equals the one-process loss; rank 0's share alone would not
+        assert e_ddp["loss"] == pytest.approx(e_single["loss"], rel=1e-4)
     assert log_ddp["test"] == pytest.approx(log_single["test"], abs=1e-6)
 
 

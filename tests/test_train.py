@@ -130,3 +130,26 @@ def test_wandb_offline_run_reads_back(world, tmp_path, monkeypatch):
     assert tables[0]["sample_recommendations/nrows"] == 4 * 5  # 4 users x top 5
     # user, history, rank, item, key, title, modality, score, new, hit + the image column
     assert tables[0]["sample_recommendations/ncols"] == 11
+
+
+def test_background_batch_workers_give_the_same_run(world, tmp_path):
+    """train.loader_workers builds batches in other processes; the batches (a function of seed, epoch and
+    step) and so the whole run stay the same."""
+    plain = with_results(world, tmp_path / "plain")
+    a = run(plain, transfer_spec(plain, "tgt", "scratch"), progress=False)
+    workers = with_results(world, tmp_path / "workers", train={"loader_workers": 2})
+    b = run(workers, transfer_spec(workers, "tgt", "scratch"), progress=False)
+    assert [e["loss"] for e in a["epochs"]] == [e["loss"] for e in b["epochs"]]
+    assert a["test"] == b["test"]
+
+
+def test_compiled_user_encoder_trains_and_keeps_checkpoint_keys(world, tmp_path):
+    # no dropout: compiled code draws its dropout masks from another random stream
+    no_dropout = {"user_encoder": {"dropout": 0.0}}
+    plain = with_results(world, tmp_path / "plain", train={"epochs": 1}, model=no_dropout)
+    a = run(plain, transfer_spec(plain, "tgt", "scratch"), progress=False)
+    compiled = with_results(world, tmp_path / "compiled", train={"epochs": 1, "compile": True}, model=no_dropout)
+    b = run(compiled, transfer_spec(compiled, "tgt", "scratch"), progress=False)
+    state = ckpt.read(tmp_path / "compiled" / "models" / "tgt" / "scratch" / "best.pt")["state"]
+    assert state.keys() == ckpt.read(tmp_path / "plain" / "models" / "tgt" / "scratch" / "best.pt")["state"].keys()
+    assert b["epochs"][0]["loss"] == pytest.approx(a["epochs"][0]["loss"], rel=1e-3)  # same maths, fused kernels

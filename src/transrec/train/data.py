@@ -152,8 +152,9 @@ class Batches:
     def steps_per_epoch(self) -> int:
         return -(-len(self.eligible) // self.batch_size)
 
-    def epoch(self, epoch: int, rank: int = 0, world: int = 1):
-        """Yield the batches of one epoch (this rank's slice of each global batch)."""
+    def epoch(self, epoch: int, rank: int = 0, world: int = 1, shard: tuple[int, int] = (0, 1)):
+        """Yield the batches of one epoch (this rank's slice of each global batch). shard=(i, n): only the
+        steps with step % n == i (a DataLoader worker's share; round-robin over workers restores the order)."""
         order = np.random.default_rng([self.seed, epoch]).permutation(self.eligible)
         cut_rng = np.random.default_rng([self.seed, epoch, 1 << 20])
         cuts = None
@@ -161,6 +162,8 @@ class Batches:
             lengths = self.data.train.lengths()[order]
             cuts = 1 + (cut_rng.random(len(order)) * (lengths - 1)).astype(np.int64)
         for step, start in enumerate(range(0, len(order), self.batch_size)):
+            if step % shard[1] != shard[0]:
+                continue
             users = order[start:start + self.batch_size]
             batch = self.build(users, None if cuts is None else cuts[start:start + self.batch_size],
                                np.random.default_rng([self.seed, epoch, step]))
@@ -220,3 +223,28 @@ def _member(keys: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
         return np.zeros(keys.shape, dtype=bool)
     pos = np.searchsorted(sorted_set, keys).clip(max=len(sorted_set) - 1)
     return sorted_set[pos] == keys
+
+
+class EpochStream(torch.utils.data.IterableDataset):
+    """One epoch of `Batches` for a DataLoader: with N workers, worker i builds steps i, i+N, ... and the
+    DataLoader's round-robin over workers yields them in step order, so batches stay a function of
+    (seed, epoch, step) and a run is the same with or without workers."""
+
+    def __init__(self, batches: Batches, epoch: int, rank: int = 0, world: int = 1):
+        self.batches, self.epoch_index, self.rank, self.world = batches, epoch, rank, world
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        shard = (info.id, info.num_workers) if info is not None else (0, 1)
+        return self.batches.epoch(self.epoch_index, self.rank, self.world, shard)
+
+
+def epoch_batches(batches: Batches, epoch: int, rank: int, world: int, workers: int, pin: bool):
+    """The epoch's batches, built in `workers` background processes (0: in this process) and, for a GPU,
+    in pinned memory so that the copies to the device are asynchronous."""
+    if workers == 0 and not pin:
+        return batches.epoch(epoch, rank, world)
+    # A DataLoader draws its workers' base seed from the generator it is given: its own one, so that the
+    # global RNG (dropout) is not advanced and a run is the same with or without the loader.
+    return torch.utils.data.DataLoader(EpochStream(batches, epoch, rank, world), batch_size=None,
+                                       num_workers=workers, pin_memory=pin, generator=torch.Generator())

@@ -38,7 +38,7 @@ from transrec.model import checkpoint as ckpt
 from transrec.model.config import ModelConfig
 from transrec.model.recommender import Recommender
 from transrec.train import cache as frozen_cache
-from transrec.train.data import Batches, PlatformData
+from transrec.train.data import Batches, PlatformData, epoch_batches
 from transrec.train.settings import RunSpec, metrics_path
 from transrec.train.tracking import Tracker
 
@@ -158,7 +158,7 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
         mcfg.user_encoder.max_len, device, progress)
 
     fingerprint = _hash_json({"model": mcfg.to_dict(), "train": {k: v for k, v in tcfg.items()
-                                                                  if k not in ("num_threads", "device")},
+                                                                  if k not in ("num_threads", "device", "loader_workers")},
                               "spec": [spec.platform, spec.name, spec.kind, spec.freeze_items, spec.train],
                               "init": frozen_cache.file_hash(spec.init_from) if spec.init_from else None,
                               "split": frozen_cache.file_hash(proc / "split.parquet"), "world": world})
@@ -223,6 +223,10 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
 
     epochs = tcfg["epochs"] if spec.train else 0
     ddp_model = model
+    if tcfg.get("compile") and spec.train:
+        # the user encoder sees fixed [B, N, d] inputs (only the last batch is shorter): compile it alone;
+        # the item towers see a different number of distinct items every step
+        model.user.compile(dynamic=True)  # in place: the state_dict keys (checkpoints) stay the same
     if world > 1 and spec.train:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -241,7 +245,8 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
         model.train()
         losses = []
         steps = batches.steps_per_epoch()
-        bar = tqdm(batches.epoch(epoch, rank, world), total=steps, disable=not (master and progress),
+        stream = epoch_batches(batches, epoch, rank, world, tcfg.get("loader_workers", 0), device.type == "cuda")
+        bar = tqdm(stream, total=steps, disable=not (master and progress),
                    desc=f"{spec.platform}/{spec.name} epoch {epoch + 1}/{epochs}", unit="step", leave=False)
         for i, batch in enumerate(bar):
             scale = min(1.0, (epoch * steps + i + 1) / tcfg["warmup_steps"]) if tcfg["warmup_steps"] else 1.0
