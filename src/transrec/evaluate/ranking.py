@@ -44,6 +44,7 @@ def rank_split(data: PlatformData, split: str, scorer: Scorer, ks: list[int], ma
             masked += len(rows)
         for key, value in metric_sums(pessimistic_ranks(scores, target), ks).items():
             sums[key] = sums.get(key, 0.0) + value
+        del scores  # before the next chunk's scores exist: one score matrix alive at a time
     metrics = {key: round(value / max(1, n), 6) for key, value in sums.items()}
     return {"metrics": metrics, "users": int(n), "items_ranked": int(len(data.pool)),
             "masked_history_items": int(masked)}
