@@ -70,8 +70,8 @@ def test_ddp_two_processes_match_one_process(world, tmp_path):
     assert log_ddp["world_size"] == 2 and log_ddp["complete"]
     log_single = run(single, transfer_spec(single, "tgt", "scratch"), progress=False)
     assert log_single["world_size"] == 1
-    steps = [e["steps"] for e in log_single["epochs"]]
-    assert steps == [e["steps"] for e in log_ddp["epochs"]] and sum(steps) >= 4  # same global steps
+    steps = [e["steps"] for e in log_single["evaluations"]]
+    assert steps == [e["steps"] for e in log_ddp["evaluations"]] and sum(steps) >= 4  # same global steps
     assert log_single["best_epoch"] == log_ddp["best_epoch"] == 1
     assert _uneven_rank_targets(world)  # the ranks' slices hold different target counts: the loss must be
     # normalised by the global batch, not per rank, for DDP's gradient average to equal the single gradient
@@ -91,7 +91,7 @@ def test_ddp_two_processes_match_one_process(world, tmp_path):
             # ranks' losses averaged instead of normalised by the global batch) moves weights by ~the update itself
             assert diff <= 1e-5 + 2e-2 * update, f"{key}: DDP and single differ by {diff:.3g} (update {update:.3g})"
     # the metrics (rank 0 evaluates) agree as well
-    for e_single, e_ddp in zip(log_single["epochs"], log_ddp["epochs"]):
+    for e_single, e_ddp in zip(log_single["evaluations"], log_ddp["evaluations"]):
         assert e_ddp["valid"] == pytest.approx(e_single["valid"], abs=1e-6)
         # the logged loss is the mean over ranks (each rank's loss is its slice's share of the global
         # batch's loss), so it equals the one-process loss; rank 0's share alone would not

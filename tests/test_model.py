@@ -168,7 +168,7 @@ def test_user_encoder_masks(mode):
     torch.testing.assert_close(enc(padded, valid)[0, 2:], out[0, 2:])
 
 
-@pytest.mark.parametrize("loss", ["bce", "softmax"])
+@pytest.mark.parametrize("loss", ["bce", "softmax", "ce"])
 @pytest.mark.parametrize("mode", ["causal", "bidirectional"])
 def test_losses_train_in_both_modes(bert, loss, mode):
     m = model(bert, loss=loss)
@@ -214,8 +214,8 @@ def test_batches_align_targets_and_never_sample_own_items(negatives, mode):
     d = _stub_data()
     cfg = ModelConfig(user_encoder=UserEncoderConfig(mode=mode, max_len=6), negatives=negatives, n_negatives=30,
                       n_positives=2)
-    batches = Batches(d, cfg, batch_size=8, seed=0)
-    order = np.random.default_rng([0, 0]).permutation(batches.eligible)  # the epoch's user order (data.py)
+    batches = Batches(d, cfg, batch_size=8, seed=0, samples="last")  # one sample per user (test_recipe: windows)
+    order = batches.epoch_samples(0)[0]  # the epoch's user order
     seen_users = 0
     for k, batch in enumerate(batches.epoch(0)):
         h, t, neg = batch["history"].numpy(), batch["targets"].numpy(), batch["negatives"].numpy()
@@ -242,12 +242,13 @@ def test_batches_align_targets_and_never_sample_own_items(negatives, mode):
     assert seen_users == len(batches.eligible)
 
 
-@pytest.mark.parametrize("negatives", ["per_position", "shared"])
+@pytest.mark.parametrize("negatives", ["per_position", "shared", "in_batch", "ce"])
 def test_rank_shards_average_to_the_global_batch_gradient(negatives):
     """What DDP computes (the mean over ranks of each rank's gradient) equals the one-process gradient."""
     d = _stub_data()
     cfg = ModelConfig(d=8, user_encoder=UserEncoderConfig(layers=1, heads=2, hidden=16, max_len=6, dropout=0.0),
-                      negatives=negatives, n_negatives=5)
+                      loss="ce" if negatives == "ce" else "softmax",
+                      negatives="shared" if negatives == "ce" else negatives, n_negatives=5)
     m = Recommender(cfg, "id", n_items=d.n_items).eval()
     m.attach(ItemFeatures(torch.from_numpy(d.modality), None, torch.zeros(d.n_items, dtype=torch.long),
                           torch.full((d.n_items,), -1), None))

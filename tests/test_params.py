@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import yaml
@@ -64,3 +65,18 @@ def test_cli_reports_bad_params_in_one_line(tmp_path, monkeypatch, capsys):
     (tmp_path / "params.yaml").unlink()
     assert main(["clean", "source"]) == 2
     assert "params file not found" in capsys.readouterr().err
+
+
+def test_profiles_train_the_default_recipe():
+    """The real-data profiles measure what every user gets: their model and train sections are params.yaml's
+    (the peer profile changes the input length only, to the peer's 50 items)."""
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name in ("ml100k.yaml", "ml100k_peer.yaml", "amazon.yaml"):
+        profile = yaml.safe_load((ROOT / "profiles" / name).read_text())
+        P.validate(profile, name)
+        model = json.loads(json.dumps(profile["model"]))
+        if name == "ml100k_peer.yaml":
+            assert model["user_encoder"].pop("max_len") == 50
+            model["user_encoder"]["max_len"] = base["model"]["user_encoder"]["max_len"]
+        assert model == base["model"], name
+        assert profile["train"] == base["train"], name

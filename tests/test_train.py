@@ -41,8 +41,8 @@ def test_pretrain_writes_run_dir_and_log(pretrained):
     params, log = pretrained
     out = Path(params["paths"]["results"]) / "models" / "src" / "pretrain"
     assert {p.name for p in out.iterdir()} >= {"best.pt", "last.pt", "train_log.json"}
-    assert log["complete"] and len(log["epochs"]) == 2 and log["platform"] == "src"
-    for epoch in log["epochs"]:
+    assert log["complete"] and len(log["evaluations"]) == 2 and log["platform"] == "src"
+    for epoch in log["evaluations"]:
         assert epoch["loss"] > 0 and 0 <= epoch["valid"]["ndcg@10"] <= 1 and epoch["wall_s"] > 0
     assert set(log["test"]) == {"hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr"}
     weights = log["image_weights"]  # the offline EfficientNet-Lite0 state dict loads completely
@@ -56,11 +56,11 @@ def test_same_seed_same_run(world, tmp_path):
     for name in ("a", "b"):
         params = with_results(world, tmp_path / name)
         logs.append(run(params, transfer_spec(params, "tgt", "scratch"), progress=False))
-    assert [e["loss"] for e in logs[0]["epochs"]] == [e["loss"] for e in logs[1]["epochs"]]
+    assert [e["loss"] for e in logs[0]["evaluations"]] == [e["loss"] for e in logs[1]["evaluations"]]
     assert logs[0]["test"] == logs[1]["test"]
     other = with_results(world, tmp_path / "c", train={"seed": 1})
     log_c = run(other, transfer_spec(other, "tgt", "scratch"), progress=False)
-    assert [e["loss"] for e in log_c["epochs"]] != [e["loss"] for e in logs[0]["epochs"]]
+    assert [e["loss"] for e in log_c["evaluations"]] != [e["loss"] for e in logs[0]["evaluations"]]
 
 
 def test_checkpoint_load_report_says_what_was_not_loaded_and_why(pretrained):
@@ -102,8 +102,8 @@ def test_killed_run_resumes_to_the_same_result(world, tmp_path):
     assert main(["transfer", "tgt", "scratch", "--params", str(params_path)]) == 0
     resumed = json.loads((out / "train_log.json").read_text())
     assert resumed["resumed"] and resumed["complete"]
-    assert [e["loss"] for e in resumed["epochs"]] == [e["loss"] for e in expected["epochs"]]
-    assert [e["valid"] for e in resumed["epochs"]] == [e["valid"] for e in expected["epochs"]]
+    assert [e["loss"] for e in resumed["evaluations"]] == [e["loss"] for e in expected["evaluations"]]
+    assert [e["valid"] for e in resumed["evaluations"]] == [e["valid"] for e in expected["evaluations"]]
     assert resumed["test"] == expected["test"] and resumed["best_epoch"] == expected["best_epoch"]
     marker = torch.load(out / "last.pt", weights_only=False)
     assert marker["state"]["complete"] and "model" not in marker and "optimizer" not in marker  # slimmed
@@ -121,8 +121,8 @@ def test_wandb_offline_run_reads_back(world, tmp_path, monkeypatch):
     assert back["config"]["platform"] == "tgt" and back["config"]["setting"] == "id"
     assert back["config"]["train"]["lr"] == params["train"]["lr"] and back["config"]["model"]["d"] == 32
     epochs = [h for h in back["history"] if "train/loss" in h]
-    assert [h["train/loss"] for h in epochs] == pytest.approx([e["loss"] for e in log["epochs"]])
-    assert [h["valid/ndcg@10"] for h in epochs] == pytest.approx([e["valid"]["ndcg@10"] for e in log["epochs"]])
+    assert [h["train/loss"] for h in epochs] == pytest.approx([e["loss"] for e in log["evaluations"]])
+    assert [h["valid/ndcg@10"] for h in epochs] == pytest.approx([e["valid"]["ndcg@10"] for e in log["evaluations"]])
     assert back["summary"]["test/hr@10"] == pytest.approx(log["test"]["hr@10"])
     assert back["summary"]["best_epoch"] == log["best_epoch"]
     tables = [h for h in back["history"] if "sample_recommendations/_type" in h]  # W&B flattens keys
@@ -139,7 +139,7 @@ def test_background_batch_workers_give_the_same_run(world, tmp_path):
     a = run(plain, transfer_spec(plain, "tgt", "scratch"), progress=False)
     workers = with_results(world, tmp_path / "workers", train={"loader_workers": 2})
     b = run(workers, transfer_spec(workers, "tgt", "scratch"), progress=False)
-    assert [e["loss"] for e in a["epochs"]] == [e["loss"] for e in b["epochs"]]
+    assert [e["loss"] for e in a["evaluations"]] == [e["loss"] for e in b["evaluations"]]
     assert a["test"] == b["test"]
 
 
@@ -152,4 +152,4 @@ def test_compiled_user_encoder_trains_and_keeps_checkpoint_keys(world, tmp_path)
     b = run(compiled, transfer_spec(compiled, "tgt", "scratch"), progress=False)
     state = ckpt.read(tmp_path / "compiled" / "models" / "tgt" / "scratch" / "best.pt")["state"]
     assert state.keys() == ckpt.read(tmp_path / "plain" / "models" / "tgt" / "scratch" / "best.pt")["state"].keys()
-    assert b["epochs"][0]["loss"] == pytest.approx(a["epochs"][0]["loss"], rel=1e-3)  # same maths, fused kernels
+    assert b["evaluations"][0]["loss"] == pytest.approx(a["evaluations"][0]["loss"], rel=1e-3)  # same maths, fused kernels

@@ -11,7 +11,8 @@ from transrec.errors import TransrecError
 MODES = ("causal", "bidirectional")
 POOLINGS = ("mean", "cls")
 FUSIONS = ("sum", "concat")
-LOSSES = ("bce", "softmax")
+HEADS = ("linear", "mlp")
+LOSSES = ("ce", "softmax", "bce")
 NEGATIVES = ("per_position", "shared", "in_batch")
 
 
@@ -46,16 +47,22 @@ class ModelConfig:
     user_encoder: UserEncoderConfig = field(default_factory=UserEncoderConfig)
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    item_head: str = "linear"     # pooled features -> d: linear | mlp (a hidden layer of 4d)
     fusion: str = "sum"           # items with text and image: sum | concat (then a linear layer to d)
-    loss: str = "bce"             # bce | softmax
-    negatives: str = "shared"     # per_position | shared | in_batch
-    n_negatives: int = 64
+    loss: str = "softmax"         # ce (full catalogue) | softmax (sampled) | bce (sampled negatives)
+    negatives: str = "in_batch"   # per_position | shared | in_batch (sampled losses only)
+    n_negatives: int = 256
+    logq: bool = True             # sampled softmax: subtract log Q (the candidate's sampling probability)
     n_positives: int = 1          # bidirectional mode: the next n clicks are positives
     init_seed: int = 0            # seeds the initialisation of every freshly built layer
 
     @classmethod
-    def from_dict(cls, raw: dict, init_seed: int | None = None) -> "ModelConfig":
+    def from_dict(cls, raw: dict, init_seed: int | None = None, kind: str = "content") -> "ModelConfig":
+        """`raw` is the model section; an ID model (kind "id") applies its `id` overrides (e.g. loss: ce)."""
         raw = dict(raw)
+        overrides = raw.pop("id", None) or {}
+        if kind == "id":
+            raw.update(overrides)
         sub = {"user_encoder": UserEncoderConfig, "text_encoder": TextEncoderConfig,
                "image_encoder": ImageEncoderConfig}
         kwargs = {}
@@ -73,7 +80,7 @@ class ModelConfig:
     def check(self) -> None:
         for key, value, allowed in (("user_encoder.mode", self.user_encoder.mode, MODES),
                                     ("text_encoder.pooling", self.text_encoder.pooling, POOLINGS),
-                                    ("fusion", self.fusion, FUSIONS), ("loss", self.loss, LOSSES),
+                                    ("fusion", self.fusion, FUSIONS), ("item_head", self.item_head, HEADS), ("loss", self.loss, LOSSES),
                                     ("negatives", self.negatives, NEGATIVES)):
             if value not in allowed:
                 raise TransrecError(f"model.{key}: expected one of {' | '.join(allowed)}, got {value!r}")

@@ -91,7 +91,7 @@ def _torchvision_units(cfg: ImageEncoderConfig) -> tuple[list[nn.Module], dict]:
 
 
 class ImageEncoder(nn.Module):
-    def __init__(self, cfg: ImageEncoderConfig, d: int, image_size: int):
+    def __init__(self, cfg: ImageEncoderConfig, d: int, image_size: int, head: str = "linear"):
         super().__init__()
         units, self.load_report = (_lite0_units(cfg, image_size) if cfg.name == LITE
                                    else _torchvision_units(cfg))
@@ -112,7 +112,7 @@ class ImageEncoder(nn.Module):
             probe = self.bottom_forward(torch.zeros(1, image_size, image_size, 3, dtype=torch.uint8))
             self.feature_shape = tuple(probe.shape[1:])
             self.feature_dim = int(self._pool(self._top(probe)).shape[1])
-        self.proj = projection(self.feature_dim, d)
+        self.proj = projection(self.feature_dim, d, head)
         self.rows_encoded = 0
         self.train()
 

@@ -67,8 +67,8 @@ class ContentTower(nn.Module):
     def __init__(self, cfg: ModelConfig, image_size: int):
         super().__init__()
         self.cfg = cfg
-        self.text = TextEncoder(cfg.text_encoder, cfg.d)
-        self.image = ImageEncoder(cfg.image_encoder, cfg.d, image_size)
+        self.text = TextEncoder(cfg.text_encoder, cfg.d, cfg.item_head)
+        self.image = ImageEncoder(cfg.image_encoder, cfg.d, image_size, cfg.item_head)
         self.fuse = nn.Linear(2 * cfg.d, cfg.d) if cfg.fusion == "concat" else None
         self.features: ItemFeatures | None = None
 

@@ -58,7 +58,7 @@ def _find_layers(model) -> nn.ModuleList:
 
 
 class TextEncoder(nn.Module):
-    def __init__(self, cfg: TextEncoderConfig, d: int):
+    def __init__(self, cfg: TextEncoderConfig, d: int, head: str = "linear"):
         super().__init__()
         backbone, self.source = load_backbone(cfg)
         layers = _find_layers(backbone)
@@ -74,7 +74,7 @@ class TextEncoder(nn.Module):
         self.embeddings = backbone.embeddings
         self.bottom = nn.ModuleList(layers[: self.frozen_depth])
         self.top = nn.ModuleList(layers[self.frozen_depth:])
-        self.proj = projection(self.hidden_size, d)
+        self.proj = projection(self.hidden_size, d, head)
         for module in (self.embeddings, self.bottom):
             module.requires_grad_(False)
         self.rows_encoded = 0  # rows through `top_forward` (tests count encoder work with it)

@@ -15,6 +15,7 @@ ADAPTER_MODULES = {
     "ninerec": "transrec.platforms.ninerec",
     "microlens": "transrec.platforms.microlens",
     "pixelrec": "transrec.platforms.pixelrec",
+    "morec": "transrec.platforms.morec",
 }
 
 

@@ -1,10 +1,14 @@
-"""The training loop, nanoGPT style: one function, one model, plain loop over epochs and steps.
+"""The training loop, nanoGPT style: one function, one model, plain loop over steps.
 
-- Early stopping on validation NDCG@10 (full ranking); best.pt holds the best epoch's weights.
-- last.pt after every epoch: model, optimizer, next epoch, torch RNG states, early-stop state, the
-  log so far and the W&B run id. A killed run restarts from it (batches are a function of
-  (seed, epoch, step), so the resumed run draws what the uninterrupted one would) and ends with the
-  same result. A last.pt from a different configuration is ignored (the run starts over). When the run
+- Budget and early stopping in steps: validation NDCG@10 (full ranking) every train.eval_every steps
+  (0 = at the end of every epoch), patience counted in evaluations, at most train.epochs epochs and
+  train.max_steps steps (0 = no step limit); best.pt holds the best evaluation's weights. The learning
+  rate warms up linearly over train.warmup_steps, then stays (constant) or decays to 0 over the budget
+  (cosine).
+- last.pt at every evaluation: model, optimizer, the position (epoch, step within it, global step),
+  torch RNG states, early-stop state, the log so far and the W&B run id. A killed run restarts from it
+  (batches are a function of (seed, epoch, step), so the resumed run draws what the uninterrupted one
+  would) and ends with the same result. A last.pt from a different configuration is ignored (the run starts over). When the run
   completes, last.pt shrinks to a marker (fingerprint + state): rerunning a complete run does nothing.
 - torchrun: with WORLD_SIZE > 1 the process group is initialised (nccl on GPU, gloo on CPU), each
   rank takes its slice of every global batch, the model is DDP-wrapped, and only rank 0 evaluates,
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from contextlib import nullcontext
@@ -95,7 +100,7 @@ def train_settings(params: dict, setting: str) -> dict:
 # ---- building ---------------------------------------------------------------------------------------
 def build_model(params: dict, data: PlatformData, kind: str, device, use_cache: bool, dtype: str,
                 cfg: ModelConfig | None = None) -> Recommender:
-    cfg = cfg or ModelConfig.from_dict(params["model"], init_seed=params["train"]["seed"])
+    cfg = cfg or ModelConfig.from_dict(params["model"], init_seed=params["train"]["seed"], kind=kind)
     model = Recommender(cfg, kind, n_items=data.n_items, image_size=data.image_size)
     cache = None
     if kind == "content":
@@ -125,6 +130,16 @@ def _set_rng_state(state: dict) -> None:
 
 def _to(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def lr_scale(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Multiplier of the base learning rates at global step `step` (0-based) of a `total`-step budget:
+    linear warm-up, then constant or a cosine decay to 0 (a function of the step: resume-safe)."""
+    warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    if schedule == "cosine" and total > warmup:
+        progress = min(1.0, max(0.0, (step - warmup) / (total - warmup)))
+        return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return warm
 
 
 # ---- the run ------------------------------------------------------------------------------------------
@@ -163,8 +178,9 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
                               "init": frozen_cache.file_hash(spec.init_from) if spec.init_from else None,
                               "split": frozen_cache.file_hash(proc / "split.parquet"), "world": world})
     last_path, best_path, log_path = out / "last.pt", out / "best.pt", out / "train_log.json"
-    state = {"epoch": 0, "best": float("-inf"), "best_epoch": 0, "bad": 0, "log": [], "wandb_id": None,
-             "complete": False}
+    # position: epochs done, steps done within the current epoch, steps done in all; early-stop state
+    state = {"epoch": 0, "epoch_step": 0, "step": 0, "best": float("-inf"), "best_step": 0, "best_epoch": 0,
+             "bad": 0, "log": [], "wandb_id": None, "complete": False}
     optimizer = None
     if spec.train:
         optimizer = torch.optim.AdamW(model.param_groups(tcfg["lr"], tcfg["encoder_lr"], tcfg["weight_decay"]),
@@ -188,7 +204,8 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
             state = last["state"]
             resumed = True
             if master:
-                print(f"{spec.platform}/{spec.name}: resuming from {last_path} at epoch {state['epoch'] + 1}")
+                print(f"{spec.platform}/{spec.name}: resuming from {last_path} at step {state['step']} "
+                      f"(epoch {state['epoch'] + 1})")
 
     if spec.train and not resumed:
         best_path.unlink(missing_ok=True)  # never evaluate a best.pt left by another configuration
@@ -202,11 +219,11 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
                       run_id=state["wandb_id"], enabled=master)
     state["wandb_id"] = tracker.run_id
 
-    def payload(epoch: int, valid: dict | None) -> dict:
+    def payload(step: int, epoch: int, valid: dict | None) -> dict:
         return {"format": ckpt.FORMAT, "kind": spec.kind, "model_config": mcfg.to_dict(),
                 "n_items": data.n_items if spec.kind == "id" else None, "image_size": data.image_size,
                 "items_frozen": model.items_frozen, "state": ckpt.model_state(model), "platform": spec.platform,
-                "setting": spec.setting, "epoch": epoch, "valid": valid}
+                "setting": spec.setting, "step": step, "epoch": epoch, "valid": valid}
 
     def write_log(complete: bool, extra: dict | None = None) -> dict:
         doc = {"platform": spec.platform, "setting": spec.setting, "run": spec.name, "kind": spec.kind,
@@ -214,7 +231,8 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
                "trained_users": int(len(batches.eligible)) if batches else 0,
                "init_from": str(spec.init_from) if spec.init_from else None, "device": str(device),
                "threads": threads, "world_size": world, "cache": use_cache, "resumed": resumed,
-               "epochs": state["log"], "best_epoch": state["best_epoch"],
+               "evaluations": state["log"], "steps": state["step"], "best_step": state["best_step"],
+               "best_epoch": state["best_epoch"],
                "best_valid_" + MONITOR: None if state["best"] == float("-inf") else state["best"],
                "load_report": load_report, "image_weights": image_weights, "wandb_run_dir": tracker.run_dir,
                **(extra or {})}
@@ -235,61 +253,44 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
         ddp_model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None,
                                             find_unused_parameters=spec.kind == "content")
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
-    batches = Batches(data, mcfg, tcfg["batch_size"], seed, spec.user_fraction) if spec.train else None
+    batches = Batches(data, mcfg, tcfg["batch_size"], seed, spec.user_fraction, tcfg["samples"]) if spec.train else None
     base_lrs = [group["lr"] for group in optimizer.param_groups] if optimizer else []
+    # The budget: epochs (their step counts vary a little with the windows' random offsets) and max_steps.
+    plan = [batches.steps_per_epoch(e) for e in range(epochs)] if spec.train else []
+    total = min(sum(plan), tcfg["max_steps"] or sum(plan))
+    eval_every = tcfg["eval_every"]  # 0: at the end of every epoch
 
-    epoch_bar = tqdm(range(state["epoch"], epochs), initial=state["epoch"], total=epochs, unit="epoch",
-                     desc=f"{spec.platform}/{spec.name}", disable=not (master and progress and epochs))
-    for epoch in epoch_bar:
-        t0 = time.time()
-        model.train()
-        losses = []
-        steps = batches.steps_per_epoch()
-        stream = epoch_batches(batches, epoch, rank, world, tcfg.get("loader_workers", 0), device.type == "cuda")
-        bar = tqdm(stream, total=steps, disable=not (master and progress),
-                   desc=f"{spec.platform}/{spec.name} epoch {epoch + 1}/{epochs}", unit="step", leave=False)
-        for i, batch in enumerate(bar):
-            scale = min(1.0, (epoch * steps + i + 1) / tcfg["warmup_steps"]) if tcfg["warmup_steps"] else 1.0
-            for group, base in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = base * scale  # linear warm-up (a function of the global step: resume-safe)
-            with autocast:
-                loss = ddp_model(_to(batch, device))
-            loss.backward()
-            if tcfg["grad_clip"] > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        train_s = time.time() - t0
-        epoch_loss = float(np.mean(losses))
+    def validate(losses: list[float], t0: float) -> bool:
+        """Evaluate, keep the best weights, checkpoint the position; True when patience has run out."""
+        loss = float(np.mean(losses)) if losses else float("nan")
         if world > 1:  # the logged loss is the mean over ranks, not rank 0's share
             import torch.distributed as dist
 
-            total = torch.tensor([epoch_loss], dtype=torch.float64, device=device)
-            dist.all_reduce(total)
-            epoch_loss = float(total.item()) / world
+            total_loss = torch.tensor([loss], dtype=torch.float64, device=device)
+            dist.all_reduce(total_loss)
+            loss = float(total_loss.item()) / world
         stop = False
         if master:
+            train_s = time.time() - t0
             valid = evaluate("valid")
             score = valid["metrics"][MONITOR]
+            step, epoch = state["step"], state["epoch"] + (state["epoch_step"] > 0)
             if score > state["best"]:
-                state.update(best=score, best_epoch=epoch + 1, bad=0)
-                ckpt.save(best_path, payload(epoch + 1, valid["metrics"]))
+                state.update(best=score, best_step=step, best_epoch=epoch, bad=0)
+                ckpt.save(best_path, payload(step, epoch, valid["metrics"]))
             else:
                 state["bad"] += 1
             stop = state["bad"] >= tcfg["patience"]
-            entry = {"epoch": epoch + 1, "loss": epoch_loss, "steps": len(losses),
-                     "valid": valid["metrics"], "train_s": round(train_s, 2), "wall_s": round(time.time() - t0, 2)}
+            entry = {"step": step, "epoch": round(state["epoch"] + state["epoch_step"] / max(1, plan[min(
+                state["epoch"], len(plan) - 1)]), 3), "loss": loss, "steps": len(losses), "valid": valid["metrics"],
+                "train_s": round(train_s, 2), "wall_s": round(time.time() - t0, 2)}
             state["log"].append(entry)
-            state["epoch"] = epoch + 1
-            state["complete"] = stop or epoch + 1 == epochs
-            tracker.log({"epoch": epoch + 1, "train/loss": entry["loss"], "train/seconds": train_s,
-                         **{f"valid/{k}": v for k, v in valid["metrics"].items()}}, step=epoch + 1)
-            tqdm.write(f"{spec.platform}/{spec.name} epoch {epoch + 1}: loss {entry['loss']:.4f}  valid "
-                  f"{MONITOR} {score:.4f}  hr@10 {valid['metrics']['hr@10']:.4f}  ({entry['wall_s']:.1f} s)"
-                  + ("  best" if state["best_epoch"] == epoch + 1 else ""))
-            epoch_bar.set_postfix({MONITOR: f"{score:.4f}", "best": state["best_epoch"]})
+            state["complete"] = stop or step >= total
+            tracker.log({"epoch": entry["epoch"], "train/loss": loss, "train/seconds": train_s,
+                         **{f"valid/{k}": v for k, v in valid["metrics"].items()}}, step=step)
+            tqdm.write(f"{spec.platform}/{spec.name} step {step} (epoch {entry['epoch']:g}): loss {loss:.4f}  valid "
+                       f"{MONITOR} {score:.4f}  hr@10 {valid['metrics']['hr@10']:.4f}  ({entry['wall_s']:.1f} s)"
+                       + ("  best" if state["best_step"] == step else ""))
             ckpt.save(last_path, {"format": ckpt.FORMAT, "fingerprint": fingerprint, "model": ckpt.model_state(model),
                                   "optimizer": optimizer.state_dict(), "rng": _rng_state(), "state": state})
             write_log(False)
@@ -299,22 +300,58 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
             flag = torch.tensor([int(stop)], device=device)
             dist.broadcast(flag, 0)
             stop = bool(flag.item())
-        if stop:
-            break
-    epoch_bar.close()
+        return stop
+
+    bar = tqdm(total=total, initial=state["step"], unit="step", desc=f"{spec.platform}/{spec.name}",
+               disable=not (master and progress and total))
+    stop = False
+    while spec.train and not stop and state["epoch"] < epochs and state["step"] < total:
+        model.train()
+        losses, t0 = [], time.time()
+        stream = epoch_batches(batches, state["epoch"], rank, world, tcfg.get("loader_workers", 0),
+                               device.type == "cuda", start=state["epoch_step"])
+        for batch in stream:
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * lr_scale(state["step"], tcfg["warmup_steps"], total, tcfg["lr_schedule"])
+            with autocast:
+                loss = ddp_model(_to(batch, device))
+            loss.backward()
+            if tcfg["grad_clip"] > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            state["step"] += 1
+            state["epoch_step"] += 1
+            bar.update()
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", epoch=state["epoch"] + 1)
+            epoch_done = state["epoch_step"] == plan[state["epoch"]]
+            if epoch_done:
+                state["epoch"], state["epoch_step"] = state["epoch"] + 1, 0
+            if (eval_every and state["step"] % eval_every == 0) or (not eval_every and epoch_done) \
+                    or state["step"] >= total or (epoch_done and state["epoch"] == epochs):
+                stop = validate(losses, t0)
+                losses, t0 = [], time.time()
+                model.train()
+                if stop or state["step"] >= total:
+                    break
+            if epoch_done:
+                break
+    bar.close()
 
     result = None
     if master:
-        if not best_path.is_file() or not spec.train or state["best_epoch"] == 0:
-            valid = evaluate("valid")  # zero_shot (or no epoch at all): the loaded model is the best model
-            state.update(best=valid["metrics"][MONITOR], best_epoch=0)
-            ckpt.save(best_path, payload(0, valid["metrics"]))
+        if not best_path.is_file() or not spec.train or state["best_step"] == 0:
+            valid = evaluate("valid")  # zero_shot (or no step at all): the loaded model is the best model
+            state.update(best=valid["metrics"][MONITOR], best_step=0, best_epoch=0)
+            ckpt.save(best_path, payload(0, 0, valid["metrics"]))
         best = ckpt.read(best_path)
         ckpt.load_into(model, best)
         valid, test = evaluate("valid"), evaluate("test")
         tracker.summary({**{f"test/{k}": v for k, v in test["metrics"].items()},
                          **{f"best_valid/{k}": v for k, v in valid["metrics"].items()},
-                         "best_epoch": state["best_epoch"], "epochs_run": len(state["log"])})
+                         "best_step": state["best_step"], "best_epoch": state["best_epoch"],
+                         "steps": state["step"], "evaluations": len(state["log"])})
         wall = round(time.time() - start_time, 2)
         tracker.log({"test/" + k: v for k, v in test["metrics"].items()})
         if tracker.run is not None:  # what the model recommends, for people looking at the dashboard
@@ -331,12 +368,13 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
             ckpt.save(last_path, {"format": ckpt.FORMAT, "fingerprint": last["fingerprint"],
                                   "state": {**last["state"], "complete": True}})
         result = write_log(True, {"valid": valid["metrics"], "test": test["metrics"], "wall_s": wall,
-                                  "stopped_early": bool(state["log"]) and len(state["log"]) < epochs})
+                                  "stopped_early": spec.train and state["step"] < total})
         write_json(metrics_path(params, spec.platform, spec.name),
                    metrics_document(data, spec.platform, spec.name, valid, test, ecfg, ks, mcfg.user_encoder.max_len,
                                     start_time, checkpoint=str(best_path), epoch=state["best_epoch"], kind=spec.kind,
                                     wandb_run_dir=tracker.run_dir))
-        print(f"{spec.platform}/{spec.name}: best epoch {state['best_epoch']}, test hr@10 "
+        print(f"{spec.platform}/{spec.name}: best step {state['best_step']} of {state['step']} (epoch "
+              f"{state['best_epoch']}), test hr@10 "
               f"{test['metrics']['hr@10']:.4f} ndcg@10 {test['metrics']['ndcg@10']:.4f}; {wall:.1f} s -> {out}")
     if world > 1:
         import torch.distributed as dist

@@ -85,8 +85,7 @@ def transfer_spec(params: dict, target: str, run: str) -> RunSpec:
     if setting not in SETTINGS:
         raise TransrecError(f"unknown transfer setting '{setting}'; expected one of {', '.join(SETTINGS)}")
     P.platform_config(params, target)  # unknown platform -> one line
-    source = source_platform(params)
-    if target == source:
+    if P.platform_config(params, target)["role"] == "source":
         raise TransrecError(f"{target} is the source platform; transfer goes to a platform with role: target")
     needs_source = setting in ("finetune", "frozen", "zero_shot")
     if point.src != 1.0 and not needs_source:
@@ -94,14 +93,16 @@ def transfer_spec(params: dict, target: str, run: str) -> RunSpec:
                             "(finetune, frozen, zero_shot)")
     if setting == "zero_shot" and (point.tgt != 1.0 or point.seed):
         raise TransrecError(f"run '{run}': zero_shot trains nothing on the target; only src<f> applies")
-    source_run = run_name("pretrain", Variant(src=point.src))
-    pretrained = run_dir(params, source, source_run) / "best.pt"
-    if needs_source and not pretrained.is_file():
-        how = "transrec pretrain" + (f" --variant {Variant(src=point.src).name}" if point.src != 1.0 else "")
-        raise TransrecError(f"{pretrained} not found: run `{how}` first")
+    pretrained = None
+    if needs_source:  # scratch and id never read a source model (a study may have no source at all)
+        source_run = run_name("pretrain", Variant(src=point.src))
+        pretrained = run_dir(params, source_platform(params), source_run) / "best.pt"
+        if not pretrained.is_file():
+            how = "transrec pretrain" + (f" --variant {Variant(src=point.src).name}" if point.src != 1.0 else "")
+            raise TransrecError(f"{pretrained} not found: run `{how}` first")
     return RunSpec(target, setting, run_dir(params, target, run_name(setting, point)), variant=point,
                    kind="id" if setting == "id" else "content",
-                   init_from=pretrained if needs_source else None,
+                   init_from=pretrained,
                    freeze_items=setting == "frozen", train=setting != "zero_shot", job_type="transfer",
                    tags=[point.name] if point.name else [])
 
