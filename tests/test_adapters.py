@@ -487,3 +487,52 @@ def test_ninerec_two_datasets_in_one_folder_ask_for_layout_dataset(tmp_path, mon
     assert main(["clean", "p"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "QB, TN" in err[0] and "layout.dataset" in err[0]
+
+
+# ---------------------------------------------------------------- MoRec / IISAN (Amazon)
+
+def morec_fixture(root: Path) -> Path:
+    # users.tsv: chronological item lists; u1 repeats i1 (dedup user_item keeps the first), u3 has an item
+    # without a title (unknown item id), one line has no tab (quarantined)
+    write(root / "users.tsv", "u1\ti1 i2 i1 i3\nu2\ti2 i3 i4\nu3\ti4 i9 i1 i2\nbroken line without tab\n")
+    # items.tsv: no header; an HTML entity, csv quoting with doubled quotes, a leading space, an unused item
+    write(root / "items.tsv", 'i1\tGuitar Strings &amp; Picks\ni2\t"Zildjian 20"" Ride Cymbal"\n'
+                              "i3\t  Capo for 6-String Guitars\ni4\tDrum Sticks 5A\ni5\tNever Bought\n")
+    return root
+
+
+def test_morec(tmp_path, monkeypatch):
+    stats = run(tmp_path, monkeypatch, "morec", morec_fixture(tmp_path / "amazon"))
+    c = stats["clean"]
+    # 4 + 3 + 4 = 11 interactions in 3 lines + 1 malformed line (one quarantined row)
+    assert c["interactions"]["read"] == 12 and c["interactions"]["quarantined"] == 1
+    assert c["interactions"]["dropped"] == {"unknown item id": 1, "repeat of a user-item pair (dedup: user_item)": 1}
+    assert c["interactions"]["kept"] == 9
+    assert c["items"]["dropped"] == {"no interactions after filtering": 1}  # i5
+    check_accounting(stats)
+    seqs = sequences(tmp_path)
+    assert seqs == {"u1": ["i1", "i2", "i3"], "u2": ["i2", "i3", "i4"], "u3": ["i4", "i1", "i2"]}
+    items = dict(pl.read_parquet(processed(tmp_path) / "items.parquet").select("key", "title").iter_rows())
+    assert items == {"i1": "Guitar Strings & Picks", "i2": 'Zildjian 20" Ride Cymbal', "i3": "Capo for 6-String Guitars",
+                     "i4": "Drum Sticks 5A"}
+
+
+def test_morec_excludes_users_of_another_platform(tmp_path, monkeypatch):
+    root = morec_fixture(tmp_path / "amazon" / "Scientific")
+    write(tmp_path / "amazon" / "Instrument" / "users.tsv", "u2\tx1 x2 x3\nu7\tx4 x5 x6\n")
+    stats = run(tmp_path, monkeypatch, "morec", root, layout={"exclude_users_of": "../Instrument/users.tsv"})
+    c = stats["clean"]["interactions"]
+    assert c["dropped"]["user also in users.tsv of Instrument (exclude_users_of)"] == 3  # u2's 3 interactions
+    assert set(sequences(tmp_path)) == {"u1", "u3"}
+    check_accounting(stats)
+
+
+def test_morec_missing_exclude_file_is_one_line(tmp_path, monkeypatch, capsys):
+    root = morec_fixture(tmp_path / "amazon")
+    monkeypatch.chdir(tmp_path)
+    params_for(tmp_path, {"p": {"adapter": "morec", "location": {"path": str(root)},
+                                "layout": {"exclude_users_of": "../Other/users.tsv"}}})
+    assert main(["download", "p"]) == 0
+    assert main(["clean", "p"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "users file named by layout.exclude_users_of" in err[0]

@@ -49,10 +49,12 @@ def _loss_and_grads(model, batch):
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("float16", 2e-2)])
-def test_cached_training_equals_uncached(world, tmp_path, dtype, tol):
+@pytest.mark.parametrize("dtype,tol,blocks", [("float32", 1e-5, 1), ("float16", 2e-2, 1), ("float32", 1e-5, 0)])
+def test_cached_training_equals_uncached(world, tmp_path, dtype, tol, blocks):
+    """blocks 0: both encoders frozen, the cache pooled once at attach (items.ContentTower.attach)."""
     params = with_results(world, tmp_path / "results", paths={"data": str(tmp_path / "data")},
-                          train={"cache_dtype": dtype})
+                          train={"cache_dtype": dtype},
+                          model={"text_encoder": {"trainable_blocks": blocks}, "image_encoder": {"trainable_blocks": blocks}})
     Path(params["paths"]["data"]).mkdir()
     (Path(params["paths"]["data"]) / "processed").symlink_to(Path(world["paths"]["data"]) / "processed")
     data = PlatformData(Path(world["paths"]["data"]) / "processed" / "src", "src")
@@ -60,6 +62,7 @@ def test_cached_training_equals_uncached(world, tmp_path, dtype, tol):
     frozen_cache.build(uncached.items, data, frozen_cache.cache_dir(params, "src"), dtype)
     cached = build_model(params, data, "content", "cpu", use_cache=True, dtype=dtype)
     assert cached.features.text_cache is not None and uncached.features.text_cache is None
+    assert (cached.items.pooled_text is not None) == (cached.items.pooled_image is not None) == (blocks == 0)
     batch = next(Batches(data, uncached.cfg, 16, seed=0).epoch(0))
     loss_a, grads_a = _loss_and_grads(uncached, batch)
     loss_b, grads_b = _loss_and_grads(cached, batch)

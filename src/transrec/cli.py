@@ -94,7 +94,9 @@ def _report(args) -> None:
     if args.readme:
         from transrec.report.build import update_readme
 
-        figures = update_readme(Path(args.readme), Path(params["paths"]["results"]), out)
+        # params.yaml fills the `results` block; a profile (profiles/NAME.yaml) fills the `NAME` block
+        block = "results" if Path(args.params).name == "params.yaml" else Path(args.params).stem
+        figures = update_readme(Path(args.readme), Path(params["paths"]["results"]), out, block)
         print(f"report: {args.readme} updated ({len(figures)} figures in {Path(args.readme).parent / 'docs' / 'figures'})")
 
 

@@ -18,7 +18,8 @@ from transrec.errors import TransrecError
 from transrec.variants import Variant, run_name, split_run
 
 
-def source(params: dict) -> str:
+def source(params: dict) -> str | None:
+    """The platform pre-trained on; None for a study without one (only scratch and id runs)."""
     return params["study"]["source"]
 
 
@@ -48,14 +49,20 @@ def scaling_runs(params: dict) -> list[tuple[str, str]]:
 def evaluations(params: dict) -> list[tuple[str, str]]:
     """(platform, run) of every metrics file: targets x settings, popularity, the source model(s), scaling."""
     runs = [(t, s) for t in targets(params) for s in [*settings(params), "popularity"]]
-    runs += [(source(params), run_name("pretrain", v)) for v in ["", *source_variants(params)]]
+    if source(params) is not None:
+        runs += [(source(params), run_name("pretrain", v)) for v in ["", *source_variants(params)]]
     return runs + scaling_runs(params)
 
 
 def check(params: dict) -> None:
     """The study names one source and declared targets, by their roles."""
     roles = {n: P.platform_config(params, n)["role"] for n in params["platforms"]}
-    if roles.get(source(params)) != "source":
+    needs_source = {"finetune", "frozen", "zero_shot"} & set(settings(params))
+    if source(params) is None:
+        if needs_source or params["study"]["scaling"]["source_fractions"]:
+            raise TransrecError(f"params.yaml: study.source is null, but {', '.join(sorted(needs_source)) or 'study.scaling.source_fractions'}"
+                                " start(s) from a source model; name a source or keep transfer.settings to scratch and id")
+    elif roles.get(source(params)) != "source":
         raise TransrecError(f"params.yaml: study.source '{source(params)}' is not a platform with role: source")
     for name in targets(params):
         if roles.get(name) != "target":
@@ -92,10 +99,12 @@ def transfer_inputs(params: dict, target: str, run: str) -> list[str]:
     """What a transfer run reads. Every setting declares the source checkpoint it would start from
     (pretrain@src<f> for a src<f> variant) and the target's cache (scratch and id read neither): one
     declaration per run keeps Snakemake and DVC identical, at the cost of scratch/id waiting for
-    pre-training."""
+    pre-training. A study without a source (study.source: null) has only scratch and id runs."""
     _, point = split_run(run)
-    pretrained = model_file(params, source(params), run_name("pretrain", Variant(src=point.src)))
-    return [*processed_files(params, target), cache_dir(params, target), pretrained]
+    inputs = [*processed_files(params, target), cache_dir(params, target)]
+    if source(params) is not None:
+        inputs.append(model_file(params, source(params), run_name("pretrain", Variant(src=point.src))))
+    return inputs
 
 
 def metrics_files(params: dict) -> list[str]:

@@ -147,9 +147,13 @@ class ImageEncoder(nn.Module):
     def _pool(x: torch.Tensor) -> torch.Tensor:
         return x.float().mean(dim=(2, 3)) if x.dim() == 4 else x.flatten(1).float()
 
+    def pooled(self, features: torch.Tensor) -> torch.Tensor:
+        """Trainable units + pooling from the frozen bottom's output: [n, C] (before the projection)."""
+        return self._pool(self._top(features.float()))
+
     def top_forward(self, features: torch.Tensor) -> torch.Tensor:
         self.rows_encoded += len(features)
-        return self.proj(self._pool(self._top(features.float())))
+        return self.proj(self.pooled(features))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.top_forward(self.bottom_forward(pixels))

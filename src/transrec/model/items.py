@@ -74,12 +74,28 @@ class ContentTower(nn.Module):
 
     def attach(self, features: ItemFeatures) -> None:
         self.features = features
+        self.pooled_text = self.pooled_image = None
+        # A fully frozen encoder (trainable_blocks 0) gives every item the same pooled features at every
+        # step: pool the cache once, so a step (and full cross-entropy over the catalogue) costs one head.
+        if features.text_cache is not None and len(self.text.top) == 0:
+            items = torch.nonzero(features.text_row >= 0).squeeze(1)
+            lengths = torch.zeros(len(features.text_cache), dtype=torch.long, device=features.text_cache.device)
+            lengths[features.text_row[items]] = features.text_len[items]
+            self.pooled_text = torch.cat([self.text.pooled(features.text_cache[s:s + 4096], lengths[s:s + 4096])
+                                          for s in range(0, len(lengths), 4096)] or [torch.zeros(0, self.text.hidden_size)])
+        if features.image_cache is not None and self.image.frozen_depth == len(self.image.units):
+            cache = features.image_cache
+            self.pooled_image = torch.cat([self.image.pooled(cache[s:s + 4096]) for s in range(0, len(cache), 4096)]
+                                          or [torch.zeros(0, self.image.feature_dim)])
 
     def encode_text(self, items: torch.Tensor) -> torch.Tensor:
         f = self.features
         lengths = f.text_len[items]
         if f.text_cache is not None:
             rows = f.text_row[items]
+            if self.pooled_text is not None:
+                self.text.rows_encoded += len(rows)
+                return self.text.proj(self.pooled_text[rows])
             return self.text.top_forward(f.text_cache[rows], lengths)
         return self.text(f.text_ids[items], lengths)
 
@@ -87,6 +103,9 @@ class ContentTower(nn.Module):
         f = self.features
         rows = f.image_row[items]
         if f.image_cache is not None:
+            if self.pooled_image is not None:
+                self.image.rows_encoded += len(rows)
+                return self.image.proj(self.pooled_image[rows])
             return self.image.top_forward(f.image_cache[rows])
         return self.image(f.pixels(rows))
 

@@ -113,15 +113,19 @@ class TextEncoder(nn.Module):
         self.train(was)
         return out
 
-    def top_forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Trainable layers + pooling + projection from the frozen bottom's output: [n, d]."""
-        self.rows_encoded += len(hidden)
+    def pooled(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Trainable layers + pooling from the frozen bottom's output: [n, H] (before the projection)."""
         pooled = torch.zeros(len(hidden), self.hidden_size, device=hidden.device)
         for length, rows in self._groups(lengths):
             h = self._run(self.top, hidden[rows, :length].float())
             value = h.mean(1) if self.cfg.pooling == "mean" else h[:, 0]
             pooled = pooled.index_put((rows,), value.float())
-        return self.proj(pooled)
+        return pooled
+
+    def top_forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Trainable layers + pooling + projection from the frozen bottom's output: [n, d]."""
+        self.rows_encoded += len(hidden)
+        return self.proj(self.pooled(hidden, lengths))
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The uncached path: token ids all the way to d-dim vectors."""

@@ -172,19 +172,20 @@ def log_to_wandb(params: dict, out: dict) -> str | None:
     return run_dir
 
 
-README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
 README_FIGURES = ("scaling_target.png", "scaling_source.png")
 
 
-def update_readme(readme: Path, results_dir: Path, out: dict) -> list[Path]:
-    """Replace the README block between the results markers with this report: the make-run wall time
-    (<results>/make_run.json, written by `make run`), the tables, and the scaling plots copied to
-    docs/figures/ next to the README. Returns the copied figures."""
+def update_readme(readme: Path, results_dir: Path, out: dict, block: str = "results") -> list[Path]:
+    """Replace the README block between the `<!-- BLOCK:begin -->` / `<!-- BLOCK:end -->` markers with this
+    report: the make-run wall time (<results>/make_run.json, written by `make run`), the tables, and the
+    scaling plots copied to docs/figures/ next to the README (prefixed with the block's name unless it is
+    the default study's `results`). Returns the copied figures."""
     import json
     import shutil
 
     from transrec.errors import TransrecError
 
+    README_BEGIN, README_END = f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
     text = readme.read_text()
     if README_BEGIN not in text or README_END not in text:
         raise TransrecError(f"{readme}: no '{README_BEGIN}' ... '{README_END}' block to fill")
@@ -199,11 +200,12 @@ def update_readme(readme: Path, results_dir: Path, out: dict) -> list[Path]:
     for name in README_FIGURES:
         src = results_dir / "report" / "plots" / name
         if src.is_file():
-            dst = readme.parent / "docs" / "figures" / name
+            target = name if block == "results" else f"{block}_{name}"
+            dst = readme.parent / "docs" / "figures" / target
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
             figures.append(dst)
-            lines += [f"![{name[:-4]}](docs/figures/{name})", ""]
+            lines += [f"![{target[:-4]}](docs/figures/{target})", ""]
     lines.append(README_END)
     head, rest = text.split(README_BEGIN, 1)
     with atomic_path(readme) as tmp:
