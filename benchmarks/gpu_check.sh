@@ -65,6 +65,9 @@ p["paths"] = {"data": str(work / "data"), "results": str(work / "results")}
 p["platforms"]["source"]["synthetic"].update(n_users=users, n_items=items)
 p["train"]["device"] = device
 p["wandb"]["mode"] = "disabled"
+p["model"]["loss"] = "softmax"  # the sampled objective of trainable encoder tops (profiles/gpu_reference.yaml)
+for enc in ("text_encoder", "image_encoder"):
+    p["model"][enc]["trainable_blocks"] = max(1, p["model"][enc]["trainable_blocks"])
 (work / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
 PY
 BATCH="${BATCH:-$("$PYTHON" -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['train']['batch_size'])" "$WORK/params.yaml")}"

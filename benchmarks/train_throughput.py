@@ -268,6 +268,14 @@ def main(argv=None) -> int:
     params_path = Path(args.params) if args.params else (Path("params.yaml") if Path("params.yaml").is_file()
                                                         else ROOT / "params.yaml")
     params = P.load(str(params_path))
+    # What is measured is the per-step encoding of the items a sampled loss touches, through trainable
+    # encoder tops; the CPU default (frozen encoders, full cross-entropy) has none (gpu_check.sh sets both).
+    model_cfg = params["model"]
+    if model_cfg["loss"] == "ce" or not (model_cfg["text_encoder"]["trainable_blocks"]
+                                         or model_cfg["image_encoder"]["trainable_blocks"]):
+        print(f"train_throughput: {params_path} trains no encoder block against a sampled loss; set model.loss: "
+              "softmax and trainable_blocks >= 1, then `transrec cache` (benchmarks/gpu_check.sh does)", file=sys.stderr)
+        return 2
     tcfg = dict(params["train"])
     tcfg.pop("pretrain", None)
     batch_size = args.batch_size or tcfg["batch_size"]

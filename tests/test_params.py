@@ -80,3 +80,18 @@ def test_profiles_train_the_default_recipe():
             model["user_encoder"]["max_len"] = base["model"]["user_encoder"]["max_len"]
         assert model == base["model"], name
         assert profile["train"] == base["train"], name
+
+
+def test_a_study_without_a_source_runs_only_scratch_and_id():
+    from transrec import study
+    from transrec.train.settings import transfer_spec
+
+    params = yaml.safe_load((ROOT / "profiles" / "ml100k_peer.yaml").read_text())
+    study.check(params)
+    assert {run for _, run in study.evaluations(params)} == {"scratch", "id", "popularity"}
+    spec = transfer_spec(params, "ml100k", "id")
+    assert spec.init_from is None and spec.kind == "id"
+    assert study.transfer_inputs(params, "ml100k", "scratch")[-1].endswith("cache/ml100k")  # no source model
+    params["transfer"]["settings"] = ["scratch", "finetune"]
+    with pytest.raises(TransrecError, match="study.source is null, but finetune start"):
+        study.check(params)
