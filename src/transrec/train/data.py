@@ -178,6 +178,7 @@ class Batches:
         first = np.repeat(seqs.offsets[self.eligible] + 1 - np.cumsum(n_targets) + n_targets, n_targets)
         targets = seqs.items[first + np.arange(n_targets.sum())]  # s[1:] of every trained user
         self.target_share = np.bincount(targets, minlength=data.n_items) / max(1, len(targets))
+        self._log_not_target = np.log1p(-np.minimum(self.target_share, 1 - 1e-12))  # per step in log_q: once here
 
     # ---- which samples an epoch has -----------------------------------------------------------------
     def epoch_samples(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -289,7 +290,7 @@ class Batches:
         uniform[self.data.pool] = k / len(self.data.pool)
         miss = 1.0 - uniform
         if self.cfg.negatives == "in_batch":
-            miss = miss * np.exp(n_targets * np.log1p(-np.minimum(self.target_share, 1 - 1e-12)))
+            miss = miss * np.exp(n_targets * self._log_not_target)
         return np.log(np.clip(1.0 - miss, 1e-12, None)).astype(np.float32)
 
 

@@ -84,8 +84,7 @@ def transfer_spec(params: dict, target: str, run: str) -> RunSpec:
     setting, point = split_run(run)
     if setting not in SETTINGS:
         raise TransrecError(f"unknown transfer setting '{setting}'; expected one of {', '.join(SETTINGS)}")
-    P.platform_config(params, target)  # unknown platform -> one line
-    if P.platform_config(params, target)["role"] == "source":
+    if P.platform_config(params, target)["role"] == "source":  # an unknown platform -> one line
         raise TransrecError(f"{target} is the source platform; transfer goes to a platform with role: target")
     needs_source = setting in ("finetune", "frozen", "zero_shot")
     if point.src != 1.0 and not needs_source:
