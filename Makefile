@@ -41,9 +41,12 @@ dry-run: venv
 
 dvc: venv
 	test -d .dvc || $(BIN)/dvc init --quiet
+	$(BIN)/transrec dvc-yaml --params params.yaml
 	$(BIN)/dvc repro
 
 test: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/transrec dvc-yaml --check --params params.yaml
 	$(BIN)/python -m pytest -q
 
 bench-data: venv

@@ -5,6 +5,8 @@
 import os
 import sys
 
+from transrec import gpu_slots as transrec_gpu_slots
+from transrec import jobs as transrec_jobs
 from transrec import params as transrec_params
 from transrec import study as transrec_study
 from transrec.errors import TransrecError

@@ -76,7 +76,7 @@ def synthetic_features(n_items: int, model, image_size: int, encode: str, seed: 
 
 def synthetic_users(n_users: int, modality: np.ndarray, seed: int):
     """A PlatformData stand-in with n_users random leave-one-out sequences over the catalogue."""
-    from transrec.train.data import PlatformData, Sequences
+    from transrec.dataset import PlatformData, Sequences
 
     rng = np.random.default_rng(seed + 1)
     n_items = len(modality)
@@ -98,7 +98,7 @@ def child(args) -> dict:
     from transrec.evaluate.ranking import model_scorer, rank_split
     from transrec.model.config import ModelConfig
     from transrec.model.recommender import Recommender
-    from transrec.train.loop import set_threads
+    from transrec.runtime import set_threads
 
     params = P.load(args.params)
     device = torch.device(args.device)
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
         cmd += ["--chunk", str(args.chunk)] if args.chunk else []
         cmd += ["--threads", str(args.threads)] if args.threads else []
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+        line = next((row for row in proc.stdout.splitlines() if row.startswith("RESULT ")), None)
         if proc.returncode != 0 or line is None:
             print(f"eval_scaling: {n} items failed ({proc.returncode}):\n{proc.stderr[-2000:]}", file=sys.stderr)
             return 1
@@ -179,7 +179,8 @@ def main(argv=None) -> int:
     first = rows[0]
     mem = "CUDA alloc" if args.device == "cuda" else "RSS"
     print(first["machine"])
-    print(f"default model, encode from {'frozen-layer cache (top blocks only)' if args.encode == 'cache' else 'token ids/pixels (full encoders)'}; "
+    source = "frozen-layer cache (top blocks only)" if args.encode == "cache" else "token ids/pixels (full encoders)"
+    print(f"default model, encode from {source}; "
           f"{first['users']} users ranked over the full catalogue in chunks of {first['chunk']}; memory = {mem} MiB; "
           f"growth = x over the previous row")
     head = (f"{'items':>7} {'encode s':>9} {'items/s':>8} {'rank s':>7} {'users/s':>8} {'total s':>8} "

@@ -35,9 +35,10 @@ import yaml
 from transrec import params as P
 from transrec.cli import main as transrec_main
 from transrec.evaluate.metrics import metrics_from_ranks
+from transrec.paths import processed_dir, run_dir
 from transrec.recommend import add_items, catalogue, load, scores_for
 from transrec.train.loop import run
-from transrec.train.settings import run_dir, source_platform, transfer_spec
+from transrec.train.settings import source_platform, transfer_spec
 
 
 def hold_out(proc: Path, out: Path, share: float, seed: int) -> list[str]:
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
 
     params = P.load(args.params)
     platform = args.platform or params["study"]["scaling"]["target"]
-    _, proc = P.platform_dirs(params, platform)
+    proc = processed_dir(params, platform)
     study_model = run_dir(params, platform, args.setting) / "best.pt"
     work = Path(args.work or Path(params["paths"]["results"]) / "new_items" / platform)
     copy = json.loads(json.dumps(params))

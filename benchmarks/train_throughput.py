@@ -42,9 +42,12 @@ from pathlib import Path
 import torch
 
 from transrec import params as P
+from transrec.dataset import PlatformData
 from transrec.model.items import BOTH, IMAGE, TEXT
-from transrec.train.data import Batches, PlatformData
-from transrec.train.loop import build_model, set_threads
+from transrec.paths import processed_dir
+from transrec.runtime import set_threads
+from transrec.train.build import build_model
+from transrec.train.data import Batches
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHS = ("naive", "dedup", "cache")
@@ -232,8 +235,8 @@ def machine(device: torch.device, threads: int | None) -> str:
         return f"device: {torch.cuda.get_device_name(device)}; torch {torch.__version__}"
     model = platform.processor() or platform.machine()
     try:
-        model = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                     if l.startswith("model name"))
+        model = next(row.split(":", 1)[1].strip() for row in Path("/proc/cpuinfo").read_text().splitlines()
+                     if row.startswith("model name"))
     except (OSError, StopIteration):
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -284,7 +287,7 @@ def main(argv=None) -> int:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else nullcontext()
     seed = tcfg["seed"]
 
-    _, proc = P.platform_dirs(params, args.platform)
+    proc = processed_dir(params, args.platform)
     t0 = time.perf_counter()
     data = PlatformData(proc, args.platform)
     model = build_model(params, data, "content", device, use_cache=True, dtype=tcfg["cache_dtype"])

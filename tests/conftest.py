@@ -14,20 +14,29 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-WORKFLOW_FILES = ("Snakefile", "dvc.yaml", "workflow")
+WORKFLOW_FILES = ("Snakefile", "dvc.yaml", "workflow", "environment.yml")  # rules name environment.yml (conda:)
 
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> Path:
-    from transrec.train.tiny import tiny_bert
+    from tiny import tiny_bert
 
     return tiny_bert(tmp_path_factory.mktemp("tiny_bert") / "bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_world_params(tmp_path_factory) -> dict:
+    """Params of the processed tiny `src` and `tgt` platforms (tests/tiny.py), built once per session."""
+    from tiny import tiny_world
+
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return tiny_world(tmp_path_factory.getbasetemp() / "tiny_world", base)
 
 
 def tiny_params(bert: Path, **overrides) -> dict:
     """The project's params shrunk to a tiny source `src` and target `tgt` (hidden 32, 2 layers, a tiny
     BERT, 16-px images, 2 epochs), with relative data/results folders so a work folder is self-contained."""
-    from transrec.train.tiny import tiny_params as shrink
+    from tiny import tiny_params as shrink
 
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     scratch = Path(bert).parent / "params"
@@ -59,9 +68,10 @@ def make_workdir(path: Path, params: dict, with_dvc: bool = False) -> Path:
     shutil.copytree(ROOT / "src" / "transrec", path / "src" / "transrec",
                     ignore=shutil.ignore_patterns("__pycache__"))
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    if with_dvc:
+    if with_dvc:  # dvc.yaml is written from the job table for these params, as `make dvc` does
         run(["git", "init", "-q"], path)
         run([str(BIN / "dvc"), "init", "-q"], path)
+        run([str(BIN / "transrec"), "dvc-yaml"], path)
     return path
 
 

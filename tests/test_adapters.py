@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import polars as pl
-import pytest
 import yaml
 from PIL import Image
 

@@ -4,22 +4,22 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
+from tiny import with_results
 from transrec.cli import main
+from transrec.dataset import PlatformData
 from transrec.errors import TransrecError
+from transrec.paths import cache_dir
 from transrec.train import cache as frozen_cache
-from transrec.train.data import Batches, PlatformData
-from transrec.train.loop import build_model
-from transrec.train.tiny import tiny_world, with_results
+from transrec.train.build import build_model
+from transrec.train.data import Batches
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    return tiny_world(tmp_path_factory.getbasetemp() / "tiny_world", base)
+def world(tiny_world_params):
+    return tiny_world_params
 
 
 def test_cache_command_writes_arrays_and_fingerprint(world, tmp_path, capsys):
@@ -59,7 +59,7 @@ def test_cached_training_equals_uncached(world, tmp_path, dtype, tol, blocks):
     (Path(params["paths"]["data"]) / "processed").symlink_to(Path(world["paths"]["data"]) / "processed")
     data = PlatformData(Path(world["paths"]["data"]) / "processed" / "src", "src")
     uncached = build_model(params, data, "content", "cpu", use_cache=False, dtype=dtype)
-    frozen_cache.build(uncached.items, data, frozen_cache.cache_dir(params, "src"), dtype)
+    frozen_cache.build(uncached.items, data, cache_dir(params, "src"), dtype)
     cached = build_model(params, data, "content", "cpu", use_cache=True, dtype=dtype)
     assert cached.features.text_cache is not None and uncached.features.text_cache is None
     assert (cached.items.pooled_text is not None) == (cached.items.pooled_image is not None) == (blocks == 0)

@@ -18,10 +18,10 @@ import pytest
 import torch
 import yaml
 
+from tiny import build_platforms, tiny_bert, tiny_params, with_results
 from transrec.cli import main
 from transrec.train.loop import run
 from transrec.train.settings import transfer_spec
-from transrec.train.tiny import build_platforms, tiny_bert, tiny_params, with_results
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -101,9 +101,9 @@ def test_ddp_two_processes_match_one_process(world, tmp_path):
 
 def _initial_weights(params: dict) -> dict:
     """The model as built before any step (Recommender seeds its own initialisation)."""
+    from transrec.dataset import PlatformData
     from transrec.model import checkpoint as ckpt
-    from transrec.train.data import PlatformData
-    from transrec.train.loop import build_model
+    from transrec.train.build import build_model
 
     data = PlatformData(Path(params["paths"]["data"]) / "processed" / "tgt", "tgt")
     model = build_model(params, data, "content", "cpu", use_cache=True, dtype=params["train"]["cache_dtype"])
@@ -111,8 +111,9 @@ def _initial_weights(params: dict) -> dict:
 
 
 def _uneven_rank_targets(params: dict) -> bool:
+    from transrec.dataset import PlatformData
     from transrec.model.config import ModelConfig
-    from transrec.train.data import Batches, PlatformData
+    from transrec.train.data import Batches
 
     data = PlatformData(Path(params["paths"]["data"]) / "processed" / "tgt", "tgt")
     batches = Batches(data, ModelConfig.from_dict(params["model"]), params["train"]["batch_size"], params["train"]["seed"])

@@ -6,18 +6,17 @@ import pytest
 import torch
 import yaml
 
+from tiny import with_results
 from transrec.cli import main
 from transrec.model import checkpoint as ckpt
-from transrec.train.tiny import tiny_world, with_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ("scratch", "finetune", "frozen", "zero_shot", "id")
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    world = tiny_world(tmp_path_factory.getbasetemp() / "tiny_world", base)
+def study(tiny_world_params, tmp_path_factory):
+    world = tiny_world_params
     root = tmp_path_factory.mktemp("study")
     params = with_results(world, root / "results", root / "params.yaml")
     p = ["--params", str(root / "params.yaml")]
@@ -102,7 +101,7 @@ def test_user_errors_are_one_line(study, tmp_path, capsys):
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(two))
     assert main(["pretrain", "--params", str(tmp_path / "two.yaml")]) == 2
     assert "exactly one platform with role: source (found src, tgt)" in capsys.readouterr().err
-    none = with_results(params, tmp_path / "empty", tmp_path / "none.yaml")
+    with_results(params, tmp_path / "empty", tmp_path / "none.yaml")
     assert main(["evaluate", "tgt", "finetune", "--params", str(tmp_path / "none.yaml")]) == 2
     assert "run `transrec transfer tgt finetune` first" in capsys.readouterr().err
     assert main(["transfer", "tgt", "finetune", "--params", str(tmp_path / "none.yaml")]) == 2

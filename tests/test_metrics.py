@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from transrec.dataset import PlatformData, Sequences
 from transrec.evaluate.metrics import metrics_from_ranks, ndcg_at, pessimistic_ranks
 from transrec.evaluate.ranking import popularity_scorer, rank_split
 from transrec.model.items import DROPPED, IMAGE, TEXT
-from transrec.train.data import PlatformData, Sequences
 
 
 def test_pessimistic_ranks_and_metrics_match_hand_values():

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from tiny import tiny_bert
+from transrec.dataset import PlatformData, Sequences
 from transrec.errors import TransrecError
 from transrec.model.config import ImageEncoderConfig, ModelConfig, TextEncoderConfig, UserEncoderConfig
 from transrec.model.image import ImageEncoder
@@ -12,8 +14,7 @@ from transrec.model.items import BOTH, DROPPED, IMAGE, TEXT, ItemFeatures
 from transrec.model.recommender import Recommender
 from transrec.model.text import TextEncoder
 from transrec.model.user import UserEncoder
-from transrec.train.data import Batches, PlatformData, Sequences
-from transrec.train.tiny import tiny_bert
+from transrec.train.data import Batches
 
 SIZE = 16
 

@@ -83,7 +83,7 @@ def test_profiles_train_the_default_recipe():
 
 
 def test_a_study_without_a_source_runs_only_scratch_and_id():
-    from transrec import study
+    from transrec import jobs, study
     from transrec.train.settings import transfer_spec
 
     params = yaml.safe_load((ROOT / "profiles" / "ml100k_peer.yaml").read_text())
@@ -91,7 +91,9 @@ def test_a_study_without_a_source_runs_only_scratch_and_id():
     assert {run for _, run in study.evaluations(params)} == {"scratch", "id", "popularity"}
     spec = transfer_spec(params, "ml100k", "id")
     assert spec.init_from is None and spec.kind == "id"
-    assert study.transfer_inputs(params, "ml100k", "scratch")[-1].endswith("cache/ml100k")  # no source model
+    assert jobs.job(params, "transfer", target="ml100k", run="scratch").inputs[-1].endswith("cache/ml100k")  # no source
+    with pytest.raises(TransrecError, match="finetune starts from a source model, but study.source is null"):
+        jobs.job(params, "transfer", target="ml100k", run="finetune")
     params["transfer"]["settings"] = ["scratch", "finetune"]
     with pytest.raises(TransrecError, match="study.source is null, but finetune start"):
         study.check(params)

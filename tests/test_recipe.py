@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from transrec.dataset import PlatformData, Sequences
 from transrec.errors import TransrecError
 from transrec.model.config import ModelConfig, UserEncoderConfig
 from transrec.model.items import DROPPED, TEXT, ItemFeatures
 from transrec.model.recommender import Recommender
-from transrec.train.data import Batches, PlatformData, Sequences
+from transrec.train.data import Batches
 from transrec.train.loop import lr_scale
 
 
@@ -65,7 +66,9 @@ def test_windows_train_every_interaction_exactly_once_per_epoch():
         assert trained_targets(batches, epoch) == every
         users, ends, _ = batches.epoch_samples(epoch)
         segmentations.add(tuple(sorted(ends[users == 6].tolist())))
-    assert len(segmentations) > 1  # the segment boundaries move from epoch to epoch
+        short = np.flatnonzero(np.array(lengths) - 1 <= 4)  # at most max_len targets: one whole segment
+        assert sorted(users[np.isin(users, short)].tolist()) == sorted(short.tolist())
+    assert len(segmentations) > 1  # the segment boundaries move from epoch to epoch (user 6: 16 targets)
     # `last` (the first recipe) trains on the last max_len targets only: 22 of the 45 here
     last = trained_targets(Batches(data, cfg(max_len=4), batch_size=3, seed=0, samples="last"), 0)
     assert sum(last.values()) == sum(min(k - 1, 4) for k in lengths) == 22

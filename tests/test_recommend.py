@@ -6,21 +6,19 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-import yaml
 
+from tiny import with_results
 from transrec.cli import main
 from transrec.recommend import catalogue, load, top_k
-from transrec.train.tiny import tiny_world, with_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tiny_world_params, tmp_path_factory):
     """A scratch content model and an ID model on `tgt`, a pre-trained model on `src` (no cache: the
     catalogue goes through the full encoders, as new items do)."""
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    world = tiny_world(tmp_path_factory.getbasetemp() / "tiny_world", base)
+    world = tiny_world_params
     root = tmp_path_factory.mktemp("recommend")
     params = with_results(world, root / "results", root / "params.yaml", train={"cache": False, "epochs": 1})
     p = ["--params", str(root / "params.yaml")]

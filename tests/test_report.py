@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from transrec.errors import TransrecError
-from transrec.report import results as R
 from transrec.report.build import build
 from transrec.variants import Variant, parse_variant, run_name, split_run
 

@@ -9,24 +9,22 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
+from tiny import with_results
 from transrec.cli import main
 from transrec.model import checkpoint as ckpt
 from transrec.model.config import ModelConfig
 from transrec.model.recommender import Recommender
 from transrec.train.loop import run
 from transrec.train.settings import pretrain_spec, transfer_spec
-from transrec.train.tiny import tiny_world, with_results
 from transrec.train.tracking import read_offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params = tiny_world(tmp_path_factory.getbasetemp() / "tiny_world", base)
+def world(tiny_world_params, tmp_path_factory):
+    params = tiny_world_params
     return with_results(params, params["paths"]["results"], train={"cache": False})
 
 

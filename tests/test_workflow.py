@@ -158,3 +158,9 @@ def test_params_typo_stops_snakemake_before_any_work(tmp_path, tiny_bert_dir):
     assert "unknown key 'data.fitler' (did you mean 'filter'?)" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (work / "data").exists()
+
+
+def test_snakefile_is_lint_clean(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    out = run([str(BIN / "snakemake"), "--lint"], make_workdir(tmp_path / "w", params))
+    assert "Congratulations, your workflow is in a good condition" in out.stdout + out.stderr

@@ -15,10 +15,11 @@ from transrec.errors import TransrecError
 
 def _platform_step(args, step: str) -> None:
     from transrec import params as P
+    from transrec import paths
 
     params = P.load(args.params)
     cfg = P.platform_config(params, args.platform)
-    raw_dir, proc = P.platform_dirs(params, args.platform)
+    raw_dir, proc = paths.platform_dirs(params, args.platform)
     if step == "download":
         from transrec.data.locate import locate
 
@@ -100,6 +101,25 @@ def _report(args) -> None:
         print(f"report: {args.readme} updated ({len(figures)} figures in {Path(args.readme).parent / 'docs' / 'figures'})")
 
 
+def _dvc_yaml(args) -> None:
+    from transrec import jobs, study
+    from transrec import params as P
+    from transrec.atomic import atomic_path
+
+    params = P.load(args.params)
+    study.check(params)
+    path = Path(args.output)
+    if args.check:
+        stale = jobs.check_dvc_yaml(params, path)
+        if stale:
+            raise TransrecError(f"stale: {stale}; run `transrec dvc-yaml` to write it from the job table")
+        print(f"{path}: up to date with the job table and {args.params}")
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(jobs.dvc_yaml(params))
+    print(f"{path}: {len(jobs.jobs(params))} stages written from the job table and {args.params}")
+
+
 def _gpu_run(args) -> None:
     from transrec.gpu_slots import gpu_run
 
@@ -132,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", parents=[common], help="tables, transfer gains and plots from every metrics file")
     p.add_argument("--readme", default=None, help="also fill this README's results block (make readme)")
     p.set_defaults(func=_report)
+    p = sub.add_parser("dvc-yaml", parents=[common], help="write dvc.yaml from the job table (transrec.jobs)")
+    p.add_argument("--check", action="store_true", help="only check: exit 2 naming the first stale line")
+    p.add_argument("--output", default="dvc.yaml", help="the file (default: dvc.yaml)")
+    p.set_defaults(func=_dvc_yaml)
     p = sub.add_parser("gpu-run", help="run a command on N GPU slots of its own (CUDA_VISIBLE_DEVICES)")
     p.add_argument("--gpus", type=int, default=1, help="GPUs this job needs (0: run as is)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- command to run")

@@ -141,8 +141,3 @@ def platform_config(params: dict, name: str) -> dict:
     merged.setdefault("layout", {})
     return merged
 
-
-def platform_dirs(params: dict, name: str) -> tuple[Path, Path]:
-    """(raw folder, processed folder) of a platform."""
-    root = Path(params["paths"]["data"])
-    return root / "raw" / name, root / "processed" / name

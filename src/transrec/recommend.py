@@ -25,12 +25,14 @@ import torch
 
 from transrec import params as P
 from transrec.atomic import write_parquet
+from transrec.dataset import PlatformData
 from transrec.errors import TransrecError
 from transrec.model import checkpoint as ckpt
 from transrec.model.config import ModelConfig
 from transrec.model.items import DROPPED, MODALITY_CODES, ItemFeatures
-from transrec.train.data import PlatformData
-from transrec.train.loop import build_model, pick_device, set_threads
+from transrec.paths import processed_dir
+from transrec.runtime import pick_device, set_threads
+from transrec.train.build import build_model
 
 
 @dataclass
@@ -68,7 +70,7 @@ def load(params: dict, model: str | Path, platform: str, device="cpu"):
     path = model_path(model)
     payload = ckpt.read(path)
     P.platform_config(params, platform)  # unknown platform -> one line
-    _, proc = P.platform_dirs(params, platform)
+    proc = processed_dir(params, platform)
     data = PlatformData(proc, platform)
     kind = payload["kind"]
     if kind == "id" and platform != payload.get("platform"):

@@ -9,7 +9,7 @@ def _recommend(args) -> None:
     from transrec import params as P
     from transrec.errors import TransrecError
     from transrec.recommend import added_path, catalogue, load, model_path, top_k
-    from transrec.train.loop import pick_device, set_threads
+    from transrec.runtime import pick_device, set_threads
 
     params = P.load(args.params)
     device = pick_device(params["train"]["device"], 0)

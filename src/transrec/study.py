@@ -8,14 +8,14 @@ Scaling (`study.scaling`, on one target; run names from transrec.variants):
     <s>@seed<n>                     replicates of the main point, for s in scaling.settings
 The 1.0 point of each curve is the main run (replicate 0).
 
-Snakemake (rule inputs, the final target) uses these functions; DVC declares the same runs with
-`matrix` stages over the same params lists (tests/test_workflow.py checks that the two agree).
+transrec.jobs turns every run into a job (command, inputs, outputs) for Snakemake and dvc.yaml.
 """
 from __future__ import annotations
 
 from transrec import params as P
 from transrec.errors import TransrecError
-from transrec.variants import Variant, run_name, split_run
+from transrec.train.settings import FROM_SOURCE
+from transrec.variants import Variant, run_name
 
 
 def source(params: dict) -> str | None:
@@ -57,11 +57,12 @@ def evaluations(params: dict) -> list[tuple[str, str]]:
 def check(params: dict) -> None:
     """The study names one source and declared targets, by their roles."""
     roles = {n: P.platform_config(params, n)["role"] for n in params["platforms"]}
-    needs_source = {"finetune", "frozen", "zero_shot"} & set(settings(params))
+    needs_source = set(FROM_SOURCE) & set(settings(params))
     if source(params) is None:
         if needs_source or params["study"]["scaling"]["source_fractions"]:
-            raise TransrecError(f"params.yaml: study.source is null, but {', '.join(sorted(needs_source)) or 'study.scaling.source_fractions'}"
-                                " start(s) from a source model; name a source or keep transfer.settings to scratch and id")
+            needs = ", ".join(sorted(needs_source)) or "study.scaling.source_fractions"
+            raise TransrecError(f"params.yaml: study.source is null, but {needs} start(s) from a source model; "
+                                "name a source or keep transfer.settings to scratch and id")
     elif roles.get(source(params)) != "source":
         raise TransrecError(f"params.yaml: study.source '{source(params)}' is not a platform with role: source")
     for name in targets(params):
@@ -79,33 +80,3 @@ def check(params: dict) -> None:
         for f in sc[key]:
             if f"{f:g}" != repr(float(f)):  # run names spell a share with %g: Snakemake and DVC must agree
                 raise TransrecError(f"params.yaml: study.scaling.{key} value {f!r}: use at most 6 significant digits")
-
-
-def processed_files(params: dict, platform: str) -> list[str]:
-    root = f"{params['paths']['data']}/processed/{platform}"
-    return [f"{root}/{name}" for name in ("split.parquet", "catalog.parquet", "text_ids.npy", "text_mask.npy",
-                                          "images.npy")]
-
-
-def cache_dir(params: dict, platform: str) -> str:
-    return f"{params['paths']['data']}/cache/{platform}"
-
-
-def model_file(params: dict, platform: str, run: str) -> str:
-    return f"{params['paths']['results']}/models/{platform}/{run}/best.pt"
-
-
-def transfer_inputs(params: dict, target: str, run: str) -> list[str]:
-    """What a transfer run reads. Every setting declares the source checkpoint it would start from
-    (pretrain@src<f> for a src<f> variant) and the target's cache (scratch and id read neither): one
-    declaration per run keeps Snakemake and DVC identical, at the cost of scratch/id waiting for
-    pre-training. A study without a source (study.source: null) has only scratch and id runs."""
-    _, point = split_run(run)
-    inputs = [*processed_files(params, target), cache_dir(params, target)]
-    if source(params) is not None:
-        inputs.append(model_file(params, source(params), run_name("pretrain", Variant(src=point.src))))
-    return inputs
-
-
-def metrics_files(params: dict) -> list[str]:
-    return [f"{params['paths']['results']}/metrics/{p}/{r}.json" for p, r in evaluations(params)]

@@ -1,12 +1,36 @@
-# Helpers shared by the rules: a platform's effective settings (so a change re-runs what depends on it)
-# and the package modules each step runs (so a code change re-runs it, as DVC's deps do).
+# The rules take their jobs from the job table (transrec.jobs), as dvc.yaml does: a rule's inputs, params,
+# command and resources are the table's, for the job its wildcards pick. The rules only add logs.
 
 wildcard_constraints:
     platform="|".join(PLATFORMS) if PLATFORMS else "none",
 
 
-def platform_settings(wildcards):
-    return transrec_params.platform_config(config, wildcards.platform)
-
-
 PKG = os.path.relpath(os.path.join(workflow.basedir, "src", "transrec"))  # "src/transrec" from the checkout
+
+
+def job_of(step):
+    return lambda w: transrec_jobs.job(config, step, **dict(w.items()))
+
+
+def inputs_of(step):
+    """Data inputs and the code the job runs (as files: Snakemake reruns on a newer input file)."""
+    return lambda w: [*(j := job_of(step)(w)).inputs, *j.code_files(PKG)]
+
+
+def params_of(step):
+    """The values of the params keys the job reads (Snakemake reruns it when they change)."""
+    return lambda w: job_of(step)(w).param_values(config)
+
+
+def cmd_of(step):
+    return lambda w: job_of(step)(w).cmd
+
+
+def data_outputs(step):
+    j = transrec_jobs.job(config, step, platform="{platform}")
+    return [*j.outputs, *j.metrics]
+
+
+# CPU threads of a training job (transrec.jobs.train_threads): all cores on a CPU machine;
+# train.threads_per_gpu per GPU where GPUs exist, so GPU jobs run side by side.
+TRAIN_THREADS = transrec_jobs.train_threads(config, transrec_gpu_slots.device_count()) or workflow.cores

@@ -3,88 +3,79 @@
 
 rule download:
     input:
-        f"{PKG}/data/locate.py",
-        f"{PKG}/data/fetch.py",
-        f"{PKG}/platforms/synthetic.py",
+        inputs_of("download"),
     output:
-        f"{DATA}/raw/{{platform}}/manifest.json",
+        data_outputs("download"),
     params:
-        settings=lambda w: config["platforms"][w.platform],
-        world=config.get("synthetic_world", {}),
+        cmd=cmd_of("download"),
+        settings=params_of("download"),
+    conda:
+        "../../environment.yml"
     log:
         f"{LOGS}/download/{{platform}}.log",
     shell:
-        "transrec download {wildcards.platform} > {log} 2>&1"
+        "{params.cmd} > {log} 2>&1"
 
 
 rule clean:
     input:
-        f"{DATA}/raw/{{platform}}/manifest.json",
-        f"{PKG}/data/clean.py",
-        f"{PKG}/platforms",
+        inputs_of("clean"),
     output:
-        f"{DATA}/processed/{{platform}}/interactions.parquet",
-        f"{DATA}/processed/{{platform}}/items.parquet",
-        f"{DATA}/processed/{{platform}}/users.parquet",
-        f"{DATA}/processed/{{platform}}/quarantine.parquet",
-        f"{DATA}/processed/{{platform}}/stats/clean.json",
+        data_outputs("clean"),
     params:
-        settings=platform_settings,
+        cmd=cmd_of("clean"),
+        settings=params_of("clean"),
+    conda:
+        "../../environment.yml"
     log:
         f"{LOGS}/clean/{{platform}}.log",
     shell:
-        "transrec clean {wildcards.platform} > {log} 2>&1"
+        "{params.cmd} > {log} 2>&1"
 
 
 rule resize:
     input:
-        f"{DATA}/processed/{{platform}}/items.parquet",
-        f"{PKG}/data/images.py",
+        inputs_of("resize"),
     output:
-        f"{DATA}/processed/{{platform}}/images.npy",
-        f"{DATA}/processed/{{platform}}/image_index.parquet",
-        f"{DATA}/processed/{{platform}}/stats/resize.json",
+        data_outputs("resize"),
     params:
-        image=lambda w: platform_settings(w)["image"],
+        cmd=cmd_of("resize"),
+        settings=params_of("resize"),
     threads: workflow.cores
+    conda:
+        "../../environment.yml"
     log:
         f"{LOGS}/resize/{{platform}}.log",
     shell:
-        "transrec resize {wildcards.platform} > {log} 2>&1"
+        "{params.cmd} > {log} 2>&1"
 
 
 rule tokenize:
     input:
-        f"{DATA}/processed/{{platform}}/items.parquet",
-        f"{PKG}/data/text.py",
+        inputs_of("tokenize"),
     output:
-        f"{DATA}/processed/{{platform}}/text_ids.npy",
-        f"{DATA}/processed/{{platform}}/text_mask.npy",
-        f"{DATA}/processed/{{platform}}/stats/tokenize.json",
+        data_outputs("tokenize"),
     params:
-        text=lambda w: platform_settings(w)["text"],
+        cmd=cmd_of("tokenize"),
+        settings=params_of("tokenize"),
+    conda:
+        "../../environment.yml"
     log:
         f"{LOGS}/tokenize/{{platform}}.log",
     shell:
-        "transrec tokenize {wildcards.platform} > {log} 2>&1"
+        "{params.cmd} > {log} 2>&1"
 
 
 rule split:
     input:
-        f"{DATA}/processed/{{platform}}/interactions.parquet",
-        f"{DATA}/processed/{{platform}}/items.parquet",
-        f"{DATA}/processed/{{platform}}/image_index.parquet",
-        f"{DATA}/processed/{{platform}}/text_ids.npy",
-        f"{DATA}/processed/{{platform}}/stats/clean.json",
-        f"{DATA}/processed/{{platform}}/stats/resize.json",
-        f"{DATA}/processed/{{platform}}/stats/tokenize.json",
-        f"{PKG}/data/split.py",
+        inputs_of("split"),
     output:
-        f"{DATA}/processed/{{platform}}/split.parquet",
-        f"{DATA}/processed/{{platform}}/catalog.parquet",
-        f"{DATA}/processed/{{platform}}/stats/split.json",
-        f"{DATA}/processed/{{platform}}/stats.json",
+        data_outputs("split"),
+    params:
+        cmd=cmd_of("split"),
+    conda:
+        "../../environment.yml"
     log:
         f"{LOGS}/split/{{platform}}.log",
     shell:
-        "transrec split {wildcards.platform} > {log} 2>&1"
+        "{params.cmd} > {log} 2>&1"

@@ -2,106 +2,105 @@
 # A training job evaluates its best checkpoint and writes the run's metrics JSON itself (one process
 # per run); popularity, which trains nothing, has its own rule. Run names are SETTING[@VARIANT]
 # (transrec.variants): the scaling and replicate runs of study.scaling are variants of the same rules.
-# GPU rules declare `resources: gpu=N` and run through `transrec gpu-run`, which gives each job its own
-# devices (Snakemake does not assign GPU ids) and starts torchrun when N > 1. On a CPU machine gpu-run
-# runs the command as it is. DVC runs the very same commands (dvc.yaml).
+# GPU jobs run through `transrec gpu-run`, which gives each job its own devices (Snakemake does not
+# assign GPU ids) and starts torchrun when train.gpus > 1; on a CPU machine it runs the command as it is.
 
 GPUS = config["train"]["gpus"]
-SETTING_RUN = r"(?:scratch|finetune|frozen|zero_shot|id)(?:@[a-z0-9.\-]+)?"
 
 
 rule cache:
     input:
-        lambda w: transrec_study.processed_files(config, w.platform),
-        f"{PKG}/train/cache.py",
+        inputs_of("cache"),
     output:
-        directory(f"{DATA}/cache/{{platform}}"),
+        directory(transrec_jobs.job(config, "cache", platform="{platform}").outputs[0]),
     params:
-        model=config["model"],
-        dtype=config["train"]["cache_dtype"],
+        cmd=cmd_of("cache"),
+        settings=params_of("cache"),
+    conda:
+        "../../environment.yml"
     log:
         f"{LOGS}/cache/{{platform}}.log",
     shell:
-        "transrec cache {wildcards.platform} > {log} 2>&1"
+        "{params.cmd} > {log} 2>&1"
 
 
 rule pretrain:
     input:
-        transrec_study.processed_files(config, SOURCE),
-        transrec_study.cache_dir(config, SOURCE),
-        f"{PKG}/train/loop.py",
+        inputs_of("pretrain"),
     output:
-        f"{RESULTS}/models/{SOURCE}/{{run}}/best.pt",
-        f"{RESULTS}/models/{SOURCE}/{{run}}/train_log.json",
-        f"{RESULTS}/metrics/{SOURCE}/{{run}}.json",
+        transrec_jobs.train_outputs(config, str(SOURCE), "{run}"),
     wildcard_constraints:
         run=r"pretrain(?:@src[0-9.]+)?",
     params:
-        model=config["model"],
-        train=config["train"],
-        variant=lambda w: f" --variant {w.run.partition('@')[2]}" if "@" in w.run else "",
+        cmd=cmd_of("pretrain"),
+        settings=params_of("pretrain"),
     resources:
         gpu=GPUS,
-    threads: workflow.cores
+    threads: TRAIN_THREADS
+    conda:
+        "../../environment.yml"
     log:
         f"{LOGS}/pretrain/{SOURCE}/{{run}}.log",
     shell:
-        "transrec gpu-run --gpus {resources.gpu} -- transrec pretrain{params.variant} > {log} 2>&1"
+        "{params.cmd} > {log} 2>&1"
 
 
 rule transfer:
     input:
-        lambda w: transrec_study.transfer_inputs(config, w.target, w.run),
-        f"{PKG}/train/loop.py",
+        inputs_of("transfer"),
     output:
-        f"{RESULTS}/models/{{target}}/{{run}}/best.pt",
-        f"{RESULTS}/models/{{target}}/{{run}}/train_log.json",
-        f"{RESULTS}/metrics/{{target}}/{{run}}.json",
+        transrec_jobs.train_outputs(config, "{target}", "{run}"),
     wildcard_constraints:
         target="|".join(TARGETS),
-        run=SETTING_RUN,
+        run=transrec_jobs.RUN_PATTERN,
     params:
-        model=config["model"],
-        train=config["train"],
+        cmd=cmd_of("transfer"),
+        settings=params_of("transfer"),
     resources:
         gpu=GPUS,
-    threads: workflow.cores
+    threads: TRAIN_THREADS
+    conda:
+        "../../environment.yml"
     log:
         f"{LOGS}/transfer/{{target}}/{{run}}.log",
     shell:
-        "transrec gpu-run --gpus {resources.gpu} -- transrec transfer {wildcards.target} {wildcards.run} > {log} 2>&1"
+        "{params.cmd} > {log} 2>&1"
 
 
 rule popularity:
     input:
-        lambda w: transrec_study.processed_files(config, w.platform),
-        f"{PKG}/evaluate/run.py",
+        inputs_of("popularity"),
     output:
-        f"{RESULTS}/metrics/{{platform}}/popularity.json",
+        data_outputs("popularity"),
     params:
-        evaluate=config["evaluate"],
+        cmd=cmd_of("popularity"),
+        settings=params_of("popularity"),
+    conda:
+        "../../environment.yml"
     log:
         f"{LOGS}/evaluate/{{platform}}/popularity.log",
     shell:
-        "transrec evaluate {wildcards.platform} popularity > {log} 2>&1"
+        "{params.cmd} > {log} 2>&1"
+
+
+REPORT = transrec_jobs.job(config, "report")
 
 
 rule report:
     input:
-        transrec_study.metrics_files(config),
-        f"{PKG}/report/build.py",
+        inputs_of("report"),
     output:
-        report(f"{RESULTS}/report/results.md", caption="../report/results.rst", category="Results"),
-        f"{RESULTS}/report/results.csv",
-        f"{RESULTS}/report/gains.csv",
-        f"{RESULTS}/report/scaling_source.csv",
-        f"{RESULTS}/report/scaling_target.csv",
-        f"{RESULTS}/report/curves_source.csv",
-        f"{RESULTS}/report/curves_target.csv",
-        f"{RESULTS}/report/summary.json",
-        report(directory(f"{RESULTS}/report/plots"), patterns=["{name}.png"], caption="../report/plots.rst",
+        report(REPORT.outputs[0], caption="../report/results.rst", category="Results"),
+        REPORT.outputs[1:-1],
+        REPORT.metrics,
+        report(directory(REPORT.outputs[-1]), patterns=["{name}.png"], caption="../report/plots.rst",
                category="Plots"),
+    params:
+        cmd=cmd_of("report"),
+        settings=params_of("report"),
+    conda:
+        "../../environment.yml"
     log:
         f"{LOGS}/report.log",
     shell:
-        "transrec report > {log} 2>&1"
+        "{params.cmd} > {log} 2>&1"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from transrec.train.data import PlatformData
+from transrec.dataset import PlatformData
 
 
 def metrics_document(data: PlatformData, platform: str, run: str, valid: dict, test: dict, ecfg: dict, ks: list[int],

@@ -7,15 +7,15 @@ chunk x n_items scores. Dropped items are never ranked; the user's history items
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from transrec.dataset import PlatformData
 from transrec.evaluate.metrics import metric_sums, pessimistic_ranks
 from transrec.model.items import DROPPED
-from transrec.train.data import PlatformData
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 

@@ -57,7 +57,7 @@ class ModelConfig:
     init_seed: int = 0            # seeds the initialisation of every freshly built layer
 
     @classmethod
-    def from_dict(cls, raw: dict, init_seed: int | None = None, kind: str = "content") -> "ModelConfig":
+    def from_dict(cls, raw: dict, init_seed: int | None = None, kind: str = "content") -> ModelConfig:
         """`raw` is the model section; an ID model (kind "id") applies its `id` overrides (e.g. loss: ce)."""
         raw = dict(raw)
         overrides = raw.pop("id", None) or {}
@@ -80,7 +80,8 @@ class ModelConfig:
     def check(self) -> None:
         for key, value, allowed in (("user_encoder.mode", self.user_encoder.mode, MODES),
                                     ("text_encoder.pooling", self.text_encoder.pooling, POOLINGS),
-                                    ("fusion", self.fusion, FUSIONS), ("item_head", self.item_head, HEADS), ("loss", self.loss, LOSSES),
+                                    ("fusion", self.fusion, FUSIONS), ("item_head", self.item_head, HEADS),
+                                    ("loss", self.loss, LOSSES),
                                     ("negatives", self.negatives, NEGATIVES)):
             if value not in allowed:
                 raise TransrecError(f"model.{key}: expected one of {' | '.join(allowed)}, got {value!r}")

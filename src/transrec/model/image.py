@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from transrec.errors import TransrecError
-from transrec.model.projection import projection
 from transrec.model.config import ImageEncoderConfig
+from transrec.model.projection import projection
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)

@@ -48,7 +48,7 @@ class ItemFeatures:
     def image_size(self) -> int | None:
         return None if self.images is None or self.images.ndim != 4 else int(self.images.shape[1])
 
-    def to(self, device) -> "ItemFeatures":
+    def to(self, device) -> ItemFeatures:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return ItemFeatures(move(self.modality), move(self.text_ids), move(self.text_len), move(self.image_row),
                             self.images, move(self.text_cache), move(self.text_row), move(self.image_cache),

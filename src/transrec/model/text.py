@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from transrec.errors import TransrecError
-from transrec.model.projection import projection
 from transrec.model.config import TextEncoderConfig
+from transrec.model.projection import projection
 
 
 def load_backbone(cfg: TextEncoderConfig):

@@ -69,7 +69,8 @@ def read_table(
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise TransrecError(f"{path}: not {encoding} text ({exc.reason} at byte {exc.start}); set the adapter's encoding") from None
+        raise TransrecError(f"{path}: not {encoding} text ({exc.reason} at byte {exc.start}); "
+                            "set the adapter's encoding") from None
     csv.field_size_limit(1 << 24)  # long descriptions are fine; a runaway quote is caught below
     if len(separator) == 1:
         # strict: a quote still open at the end of the file is an error, not one giant silent field

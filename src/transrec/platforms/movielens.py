@@ -55,7 +55,8 @@ def read(root: Path, layout: dict | None) -> RawPlatform:
     variant = _variant(root, lay["variant"])
     quarantine: list[dict] = []
     if variant == "100k":
-        inter = read_table(require_file(root / "u.data", "ratings file u.data"), "interactions", ["user", "item", "rating", "timestamp"],
+        inter = read_table(require_file(root / "u.data", "ratings file u.data"), "interactions",
+                           ["user", "item", "rating", "timestamp"],
                            separator="\t", has_header=False, quarantine=quarantine)
         cols = ["item", "title", "release", "video", "url"] + [f"g{i}" for i in range(len(GENRES_100K))]
         raw_items = read_table(require_file(root / "u.item", "movie file u.item"), "items", cols, separator="|",

@@ -125,7 +125,8 @@ def build(results_dir: Path, scaling_target: str | None = None) -> dict:
     write_csv(out / "results.csv", rows)
     gain_rows = R.gains(rows)
     write_csv(out / "gains.csv", gain_rows)
-    md = "## Results (test, leave-one-out, full ranking)\n\n" + markdown_table(rows, ["hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr"])
+    md = ("## Results (test, leave-one-out, full ranking)\n\n"
+          + markdown_table(rows, ["hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr"]))
     if gain_rows:
         md += "\n## Transfer gain: finetune over scratch\n\n" + gains_markdown(gain_rows)
     with atomic_path(out / "results.md") as tmp:

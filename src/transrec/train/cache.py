@@ -26,16 +26,12 @@ import torch
 from tqdm import tqdm
 
 from transrec.atomic import write_json, write_npy
+from transrec.dataset import PlatformData
 from transrec.errors import TransrecError
 from transrec.model.items import ContentTower
-from transrec.train.data import PlatformData
 
 INPUTS = ("catalog.parquet", "text_ids.npy", "text_mask.npy", "images.npy")
 DTYPES = {"float16": np.float16, "float32": np.float32}
-
-
-def cache_dir(params: dict, platform: str) -> Path:
-    return Path(params["paths"]["data"]) / "cache" / platform
 
 
 def file_hash(path: Path) -> str:

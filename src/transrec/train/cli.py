@@ -17,18 +17,17 @@ def _cache(args) -> None:
     import torch
 
     from transrec import params as P
+    from transrec.dataset import PlatformData
     from transrec.model.config import ModelConfig
     from transrec.model.items import ContentTower
+    from transrec.paths import cache_dir, processed_dir
+    from transrec.runtime import pick_device, set_threads
     from transrec.train import cache
-    from transrec.train.data import PlatformData
-    from transrec.train.loop import pick_device, set_threads
-
     from transrec.train.settings import require_learning
 
     params = require_learning(P.load(args.params))
     P.platform_config(params, args.platform)
-    _, proc = P.platform_dirs(params, args.platform)
-    data = PlatformData(proc, args.platform)
+    data = PlatformData(processed_dir(params, args.platform), args.platform)
     cfg = ModelConfig.from_dict(params["model"], init_seed=params["train"]["seed"])
     data.check_tokenizer(cfg.text_encoder.name)
     device = pick_device(params["train"]["device"], 0)
@@ -40,7 +39,7 @@ def _cache(args) -> None:
         r = tower.image.load_report
         print(f"image encoder {cfg.image_encoder.name}: {r.get('tensors', '?')} tensors from {r['weights']} "
               f"(missing {len(r.get('missing', []))}, unexpected {len(r.get('unexpected', []))})")
-    out = cache.cache_dir(params, args.platform)
+    out = cache_dir(params, args.platform)
     meta = cache.build(tower, data, out, params["train"]["cache_dtype"], device=device)
     print(f"{args.platform}: cached text {meta['text']['shape']} (frozen {meta['fingerprint']['text']['frozen_depth']}"
           f" of {meta['fingerprint']['text']['layers']} layers), images {meta['image']['shape']} (frozen "
@@ -68,15 +67,16 @@ def _transfer(args) -> None:
 
 def _evaluate(args) -> None:
     from transrec import params as P
-    from transrec.evaluate.run import evaluate
-    from transrec.train.settings import metrics_path, require_learning
+    from transrec.paths import metrics_file
+    from transrec.train.evaluation import evaluate
+    from transrec.train.settings import require_learning
 
     params = require_learning(P.load(args.params))
     doc = evaluate(params, args.platform, args.run)
     t = doc["test"]
     print(f"{args.platform}/{args.run}: test hr@10 {t['hr@10']:.4f} ndcg@10 {t['ndcg@10']:.4f} mrr {t['mrr']:.4f} "
           f"({doc['counts']['users']} users, {doc['counts']['items_ranked']} items) -> "
-          f"{metrics_path(params, args.platform, args.run)}")
+          f"{metrics_file(params, args.platform, args.run)}")
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:

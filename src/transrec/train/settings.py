@@ -21,6 +21,7 @@ from pathlib import Path
 
 from transrec import params as P
 from transrec.errors import TransrecError
+from transrec.paths import run_dir
 from transrec.variants import Variant, run_name, split_run
 
 # No torch here: the CLI reads SETTINGS to build its parser, and a data step must not pay for importing torch.
@@ -52,6 +53,7 @@ class RunSpec:
 
 
 SETTINGS = ("scratch", "finetune", "frozen", "zero_shot", "id")
+FROM_SOURCE = ("finetune", "frozen", "zero_shot")  # the settings that start from the source model
 EVAL_SETTINGS = ("pretrain", *SETTINGS, "popularity")
 
 
@@ -61,14 +63,6 @@ def source_platform(params: dict) -> str:
         found = ", ".join(sources) if sources else "none"
         raise TransrecError(f"pre-training needs exactly one platform with role: source (found {found})")
     return sources[0]
-
-
-def run_dir(params: dict, platform: str, run: str) -> Path:
-    return Path(params["paths"]["results"]) / "models" / platform / run
-
-
-def metrics_path(params: dict, platform: str, run: str) -> Path:
-    return Path(params["paths"]["results"]) / "metrics" / platform / f"{run}.json"
 
 
 def pretrain_spec(params: dict, variant: str = "") -> RunSpec:

@@ -11,15 +11,17 @@ from __future__ import annotations
 import time
 
 from transrec import params as P
-from transrec.errors import TransrecError
 from transrec.atomic import write_json
+from transrec.dataset import PlatformData
+from transrec.errors import TransrecError
 from transrec.evaluate.document import metrics_document
 from transrec.evaluate.ranking import model_scorer, popularity_scorer, rank_split
 from transrec.model import checkpoint as ckpt
 from transrec.model.config import ModelConfig
-from transrec.train.data import PlatformData
-from transrec.train.loop import build_model, pick_device, set_threads
-from transrec.train.settings import EVAL_SETTINGS, metrics_path, run_dir
+from transrec.paths import metrics_file, processed_dir, run_dir
+from transrec.runtime import pick_device, set_threads
+from transrec.train.build import build_model
+from transrec.train.settings import EVAL_SETTINGS
 from transrec.train.tracking import Tracker
 from transrec.variants import split_run
 
@@ -35,7 +37,7 @@ def evaluate(params: dict, platform: str, run: str, progress: bool = True) -> di
     device = pick_device(tcfg["device"], 0)
     if device.type == "cpu":
         set_threads(tcfg["num_threads"])
-    _, proc = P.platform_dirs(params, platform)
+    proc = processed_dir(params, platform)
     P.platform_config(params, platform)
     data = PlatformData(proc, platform)
     ks = sorted(set(ecfg["ks"]) | {10})
@@ -68,5 +70,5 @@ def evaluate(params: dict, platform: str, run: str, progress: bool = True) -> di
                      **{f"valid/{k}": v for k, v in valid["metrics"].items()}, "users": test["users"]})
     tracker.finish()
     doc["wandb_run_dir"] = tracker.run_dir
-    write_json(metrics_path(params, platform, run), doc)
+    write_json(metrics_file(params, platform, run), doc)
     return doc

@@ -1,0 +1,251 @@
+"""The job table: every job of a study declared once, for both front ends.
+
+A job is one `transrec` command with exactly what it reads (data files, the params keys, the package code
+it runs), what it writes, and the GPUs it needs. `job(params, step, **wildcards)` builds one (the
+Snakemake rules in workflow/rules/*.smk take their inputs, params, resources and command from it);
+`jobs(params)` lists every job of the study in params (study.py names the runs), and `dvc_yaml(params)`
+renders that list as dvc.yaml (`transrec dvc-yaml`; `--check` names the first difference from the
+committed file). Steps:
+
+    download | clean | resize | tokenize | split | cache   platform=<name>
+    pretrain                                               run=pretrain[@src<f>]
+    transfer                                               target=<name>, run=<setting>[@<variant>]
+    popularity                                             platform=<target>
+    report
+Exact inputs: scratch and id read no source checkpoint (finetune, frozen and zero_shot do), id reads no
+frozen-layer cache, and nothing reads the cache when train.cache is false.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from transrec import paths, study
+from transrec.errors import TransrecError
+from transrec.train.settings import FROM_SOURCE, SETTINGS
+from transrec.variants import Variant, run_name, split_run
+
+PKG = "src/transrec"
+DATA_STEPS = ("download", "clean", "resize", "tokenize", "split")
+REPORT_FILES = ("results.md", "results.csv", "gains.csv", "scaling_source.csv", "scaling_target.csv",
+                "curves_source.csv", "curves_target.csv")
+
+# The code a step runs, relative to src/transrec: a change there re-runs the step (and, through its
+# outputs, what follows). Data steps name their modules (one package holds several steps); the learning
+# steps name whole packages, so a model change re-runs training and a report change only the report.
+CODE = {
+    "download": ("data/locate.py", "data/fetch.py", "platforms"),
+    "clean": ("data/clean.py", "platforms"),
+    "resize": ("data/images.py",),
+    "tokenize": ("data/text.py",),
+    "split": ("data/split.py",),
+    "cache": ("model", "train/cache.py", "dataset.py"),
+    "pretrain": ("model", "train", "evaluate", "dataset.py", "runtime.py", "variants.py"),
+    "transfer": ("model", "train", "evaluate", "dataset.py", "runtime.py", "variants.py"),
+    "popularity": ("evaluate", "train/evaluation.py", "dataset.py"),
+    "report": ("report",),
+}
+TRAIN_PARAMS = ("model", "train", "evaluate")  # a training job evaluates its best checkpoint itself
+RUN_PATTERN = rf"(?:{'|'.join(SETTINGS)})(?:@[a-z0-9.\-]+)?"  # a transfer run name (Snakemake wildcard)
+
+
+@dataclass(frozen=True)
+class Job:
+    step: str
+    wildcards: tuple[tuple[str, str], ...]  # what picks this job among its step's (e.g. target, run)
+    cmd: str
+    inputs: tuple[str, ...]   # data files and folders it reads
+    outputs: tuple[str, ...]  # what it writes (besides metrics)
+    metrics: tuple[str, ...] = ()  # run metrics it writes (DVC: `metrics`, kept in git, not in the cache)
+    params: tuple[str, ...] = ()   # params keys it reads (dotted)
+    folders: tuple[str, ...] = ()  # which outputs are folders
+    cached: bool = True            # DVC caches its outputs (false: small files kept in git, the report)
+    gpus: int = 0
+
+    @property
+    def train(self) -> bool:
+        return self.step in ("pretrain", "transfer")
+
+    @property
+    def name(self) -> str:
+        """The DVC stage name (letters, digits, '-' and '_' only): step-wildcard-..., '@' and '.' -> '_'."""
+        return re.sub(r"[^A-Za-z0-9_-]", "_", "-".join([self.step, *(v for _, v in self.wildcards)]))
+
+    def code(self, root: str = PKG) -> list[str]:
+        return [f"{root}/{c}" for c in CODE[self.step]]
+
+    def code_files(self, root: str = PKG) -> list[str]:
+        """The code as files (Snakemake compares a folder's own time, not its files')."""
+        files = []
+        for c in self.code(root):
+            files += [str(p) for p in sorted(Path(c).rglob("*.py"))] if not c.endswith(".py") else [c]
+        return files
+
+    def param_values(self, params: dict) -> dict:
+        return {key: _lookup(params, key) for key in self.params}
+
+
+def _lookup(params: dict, key: str):
+    value = params
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def _s(paths_: list) -> tuple[str, ...]:
+    return tuple(Path(p).as_posix() for p in paths_)
+
+
+def _data_job(params: dict, step: str, platform: str) -> Job:
+    proc = paths.processed_dir(params, platform)
+    stats = proc / "stats"
+    own = f"platforms.{platform}"
+    spec = {
+        "download": ([], [paths.raw_dir(params, platform) / "manifest.json"], [own, "synthetic_world"]),
+        "clean": ([paths.raw_dir(params, platform) / "manifest.json"],
+                  [proc / "interactions.parquet", proc / "items.parquet", proc / "users.parquet",
+                   proc / "quarantine.parquet", stats / "clean.json"], ["data", "seed", own]),
+        "resize": ([proc / "items.parquet"], [proc / "images.npy", proc / "image_index.parquet", stats / "resize.json"],
+                   ["data.image", own]),
+        "tokenize": ([proc / "items.parquet"], [proc / "text_ids.npy", proc / "text_mask.npy", stats / "tokenize.json"],
+                     ["data.text", own]),
+        "split": ([proc / "interactions.parquet", proc / "items.parquet", proc / "image_index.parquet",
+                   proc / "text_ids.npy", stats / "clean.json", stats / "resize.json", stats / "tokenize.json"],
+                  [proc / "split.parquet", proc / "catalog.parquet", stats / "split.json", proc / "stats.json"], []),
+    }
+    inputs, outputs, keys = spec[step]
+    return Job(step, (("platform", platform),), f"transrec {step} {platform}", _s(inputs), _s(outputs), params=tuple(keys))
+
+
+def train_outputs(params: dict, platform: str, run: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(model files, metrics file) of a training run (also with Snakemake's "{wildcard}" placeholders)."""
+    folder = paths.run_dir(params, platform, run)
+    return _s([folder / "best.pt", folder / "train_log.json"]), _s([paths.metrics_file(params, platform, run)])
+
+
+def _platform_inputs(params: dict, platform: str, with_cache: bool) -> list:
+    """Processed data, and the frozen-layer cache when the run trains or ranks from it."""
+    cache = [paths.cache_dir(params, platform)] if with_cache and params["train"]["cache"] else []
+    return [*paths.processed_files(params, platform), *cache]
+
+
+def job(params: dict, step: str, **wildcards: str) -> Job:
+    """The job of `step` picked by its wildcards (see the module doc)."""
+    gpus = int(params["train"]["gpus"])
+    if step in DATA_STEPS:
+        return _data_job(params, step, wildcards["platform"])
+    if step == "cache":
+        p = wildcards["platform"]
+        return Job(step, (("platform", p),), f"transrec cache {p}", _s(paths.processed_files(params, p)),
+                   _s([paths.cache_dir(params, p)]), params=("model", "train.cache_dtype"),
+                   folders=_s([paths.cache_dir(params, p)]))
+    if step == "pretrain":
+        run, source = wildcards["run"], study.source(params)
+        variant = run.partition("@")[2]
+        outputs, metrics = train_outputs(params, source, run)
+        return Job(step, (("run", run),), f"transrec gpu-run --gpus {gpus} -- transrec pretrain"
+                   + (f" --variant {variant}" if variant else ""), _s(_platform_inputs(params, source, True)),
+                   outputs, metrics, TRAIN_PARAMS, gpus=gpus)
+    if step == "transfer":
+        target, run = wildcards["target"], wildcards["run"]
+        setting, point = split_run(run)
+        inputs = _platform_inputs(params, target, setting != "id")
+        if setting in FROM_SOURCE:
+            if study.source(params) is None:
+                raise TransrecError(f"{target}/{run}: {setting} starts from a source model, but study.source is null")
+            inputs.append(paths.run_dir(params, study.source(params), run_name("pretrain", Variant(src=point.src)))
+                          / "best.pt")
+        outputs, metrics = train_outputs(params, target, run)
+        return Job(step, (("target", target), ("run", run)),
+                   f"transrec gpu-run --gpus {gpus} -- transrec transfer {target} {run}", _s(inputs), outputs,
+                   metrics, TRAIN_PARAMS, gpus=gpus)
+    if step == "popularity":
+        p = wildcards["platform"]
+        return Job(step, (("platform", p),), f"transrec evaluate {p} popularity", _s(paths.processed_files(params, p)),
+                   (), _s([paths.metrics_file(params, p, "popularity")]), ("evaluate",))
+    if step == "report":
+        out = paths.report_dir(params)
+        inputs = [paths.metrics_file(params, p, r) for p, r in study.evaluations(params)]
+        return Job(step, (), "transrec report", _s(inputs), _s([*(out / f for f in REPORT_FILES), out / "plots"]),
+                   _s([out / "summary.json"]), ("study",), folders=_s([out / "plots"]), cached=False)
+    raise TransrecError(f"no job step '{step}'")
+
+
+def jobs(params: dict) -> list[Job]:
+    """Every job of the study in params, in DAG order."""
+    out = [job(params, step, platform=p) for step in (*DATA_STEPS, "cache") for p in params["platforms"]]
+    for platform, run in study.evaluations(params):
+        step = ("pretrain" if platform == study.source(params) and run.startswith("pretrain")
+                else "popularity" if run == "popularity" else "transfer")
+        out.append(job(params, step, **({"run": run} if step == "pretrain" else {"platform": platform}
+                                        if step == "popularity" else {"target": platform, "run": run})))
+    out.append(job(params, "report"))
+    names = [j.name for j in out]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise TransrecError(f"two jobs share the DVC stage name {clash[0]}: rename a platform")
+    return out
+
+
+def train_threads(params: dict, gpus_present: int) -> int | None:
+    """CPU threads of a training job: train.num_threads if set; on a machine with GPUs
+    train.threads_per_gpu per GPU the job takes, so a 4-GPU node runs 4 one-GPU jobs at once; on a CPU
+    machine None = all the cores the workflow has."""
+    t = params["train"]
+    if t["num_threads"] > 0:
+        return int(t["num_threads"])
+    if gpus_present > 0 and t["gpus"] > 0:
+        return int(t["threads_per_gpu"]) * int(t["gpus"])
+    return None
+
+
+# ---- dvc.yaml ---------------------------------------------------------------------------------------
+HEADER = """\
+# GENERATED by `transrec dvc-yaml` from the job table (src/transrec/jobs.py) and params.yaml: do not
+# edit. After changing the study in params.yaml (platforms, targets, settings, scaling), run
+# `transrec dvc-yaml` (`make dvc` does); `transrec dvc-yaml --check` fails when this file is stale.
+# The Snakemake rules (workflow/rules/*.smk) take their jobs from the same table.
+"""
+
+
+def _stage(j: Job) -> dict:
+    stage: dict = {"cmd": j.cmd, "deps": [*j.inputs, *j.code()]}
+    if j.params:
+        stage["params"] = list(j.params)
+    if j.outputs:
+        stage["outs"] = list(j.outputs) if j.cached else [{o: {"cache": False}} for o in j.outputs]
+    if j.metrics:
+        stage["metrics"] = [{m: {"cache": False}} for m in j.metrics]
+    return stage
+
+
+def dvc_yaml(params: dict) -> str:
+    import yaml
+
+    stages = {j.name: _stage(j) for j in jobs(params)}
+    report = paths.report_dir(params).as_posix()
+    scaling = params["study"]["scaling"]
+    plots = [  # `dvc plots show`: the scaling curves of study.scaling.target
+        {f"{report}/curves_source.csv": {"x": "fraction", "y": ["finetune"],
+                                         "title": "NDCG@10 vs share of source users (pre-training)"}},
+        {f"{report}/curves_target.csv": {"x": "fraction", "y": list(scaling["settings"]),
+                                         "title": "NDCG@10 vs share of target users (training)"}},
+    ]
+    body = yaml.safe_dump({"stages": stages, "plots": plots}, sort_keys=False, width=200)
+    return HEADER + body
+
+
+def check_dvc_yaml(params: dict, path: Path) -> str | None:
+    """None when `path` holds what dvc_yaml(params) writes, else where the first difference is."""
+    want = dvc_yaml(params).splitlines()
+    if not path.is_file():
+        return f"{path} does not exist"
+    have = path.read_text().splitlines()
+    for i, (a, b) in enumerate(zip(have, want)):
+        if a != b:
+            return f"{path} line {i + 1}: has {a.strip()!r}, the job table writes {b.strip()!r}"
+    if len(have) != len(want):
+        extra = have[len(want)] if len(have) > len(want) else want[len(have)]
+        return f"{path} line {min(len(have), len(want)) + 1}: {'extra' if len(have) > len(want) else 'missing'} {extra.strip()!r}"
+    return None

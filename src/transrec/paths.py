@@ -1,0 +1,49 @@
+"""Where every file of a study lives: the one home of the folder layout (paths.data, paths.results).
+
+    <data>/raw/<platform>/manifest.json          download
+    <data>/processed/<platform>/...              clean, resize, tokenize, split (PROCESSED: what training reads)
+    <data>/cache/<platform>/                     cache (the frozen encoder layers' outputs)
+    <results>/models/<platform>/<run>/           best.pt, last.pt, train_log.json
+    <results>/metrics/<platform>/<run>.json      one per evaluated run
+    <results>/report/                            tables, plots, summary.json
+Every step, the job table (transrec.jobs) and so both front ends build paths here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+PROCESSED = ("split.parquet", "catalog.parquet", "text_ids.npy", "text_mask.npy", "images.npy")
+
+
+def raw_dir(params: dict, platform: str) -> Path:
+    return Path(params["paths"]["data"]) / "raw" / platform
+
+
+def processed_dir(params: dict, platform: str) -> Path:
+    return Path(params["paths"]["data"]) / "processed" / platform
+
+
+def platform_dirs(params: dict, platform: str) -> tuple[Path, Path]:
+    """(raw folder, processed folder) of a platform."""
+    return raw_dir(params, platform), processed_dir(params, platform)
+
+
+def processed_files(params: dict, platform: str) -> list[Path]:
+    """What training and evaluation read of a platform's processed data."""
+    return [processed_dir(params, platform) / name for name in PROCESSED]
+
+
+def cache_dir(params: dict, platform: str) -> Path:
+    return Path(params["paths"]["data"]) / "cache" / platform
+
+
+def run_dir(params: dict, platform: str, run: str) -> Path:
+    return Path(params["paths"]["results"]) / "models" / platform / run
+
+
+def metrics_file(params: dict, platform: str, run: str) -> Path:
+    return Path(params["paths"]["results"]) / "metrics" / platform / f"{run}.json"
+
+
+def report_dir(params: dict) -> Path:
+    return Path(params["paths"]["results"]) / "report"
