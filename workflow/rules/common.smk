@@ -1,6 +1,9 @@
 # The rules take their jobs from the job table (transrec.jobs), as dvc.yaml does: a rule's inputs, params,
 # command and resources are the table's, for the job its wildcards pick. The rules only add logs.
 
+from snakemake.exceptions import WorkflowError
+
+
 wildcard_constraints:
     platform="|".join(PLATFORMS) if PLATFORMS else "none",
 
@@ -31,6 +34,14 @@ def data_outputs(step):
     return [*j.outputs, *j.metrics]
 
 
+# Threads of a job that uses every core it is given: a local run's --cores. A cluster run has no total
+# (each job gets its own allocation): the SLURM profile sets these rules' threads (set-threads), which the
+# plugin requests as cpus-per-task.
+try:
+    ALL_CORES = workflow.cores
+except WorkflowError:
+    ALL_CORES = 1
+
 # CPU threads of a training job (transrec.jobs.train_threads): all cores on a CPU machine;
 # train.threads_per_gpu per GPU where GPUs exist, so GPU jobs run side by side.
-TRAIN_THREADS = transrec_jobs.train_threads(config, transrec_gpu_slots.device_count()) or workflow.cores
+TRAIN_THREADS = transrec_jobs.train_threads(config, transrec_gpu_slots.device_count()) or ALL_CORES

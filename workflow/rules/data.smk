@@ -41,7 +41,7 @@ rule resize:
     params:
         cmd=cmd_of("resize"),
         settings=params_of("resize"),
-    threads: workflow.cores
+    threads: ALL_CORES
     conda:
         "../../environment.yml"
     log:
