@@ -8,6 +8,7 @@ import yaml
 
 from tiny import with_results
 from transrec.cli import main
+from transrec.evaluate.document import read_run
 from transrec.model import checkpoint as ckpt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,9 +27,8 @@ def study(tiny_world_params, tmp_path_factory):
     codes["pretrain"] = main(["pretrain", *p])
     for setting in SETTINGS:
         codes[f"transfer {setting}"] = main(["transfer", "tgt", setting, *p])
-    metrics = Path(params["paths"]["results"]) / "metrics"
-    written = {s: json.loads((metrics / "tgt" / f"{s}.json").read_text()) for s in SETTINGS}  # by the training run
-    written["pretrain"] = json.loads((metrics / "src" / "pretrain.json").read_text())
+    written = {s: read_run(params, "tgt", s) for s in SETTINGS}  # by the training run
+    written["pretrain"] = read_run(params, "src", "pretrain")
     for setting in (*SETTINGS, "popularity"):
         codes[f"evaluate {setting}"] = main(["evaluate", "tgt", setting, *p])
     codes["evaluate pretrain"] = main(["evaluate", "src", "pretrain", *p])
@@ -44,15 +44,17 @@ def test_every_step_succeeds_and_writes_its_outputs(study):
         assert (run_dir / "best.pt").is_file() and (run_dir / "train_log.json").is_file()
         assert (run_dir / "last.pt").is_file() == (setting != "zero_shot")
     for setting in (*SETTINGS, "popularity"):
-        doc = json.loads((results / "metrics" / "tgt" / f"{setting}.json").read_text())
-        assert doc["platform"] == "tgt" and doc["setting"] == setting
+        metrics = json.loads((results / "metrics" / "tgt" / f"{setting}.json").read_text())
+        assert set(metrics) == {"test", "valid", "wall_s"}  # numbers only: `dvc metrics show` is a table
+        doc = read_run(params, "tgt", setting)
+        assert doc["platform"] == "tgt" and doc["setting"] == setting and doc["test"] == metrics["test"]
         assert set(doc["test"]) == {"hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr"}
         assert all(0.0 <= v <= 1.0 for v in [*doc["test"].values(), *doc["valid"].values()])
         assert doc["test"]["hr@5"] <= doc["test"]["hr@10"] <= doc["test"]["hr@20"]
         assert doc["protocol"]["ties"] == "pessimistic" and doc["protocol"]["mask_history"] is True
         assert doc["counts"]["users"] > 0
         assert doc["counts"]["items_ranked"] + doc["counts"]["dropped_items"] == doc["counts"]["items"]
-    assert json.loads((results / "metrics" / "src" / "pretrain.json").read_text())["setting"] == "pretrain"
+    assert read_run(params, "src", "pretrain")["setting"] == "pretrain"
 
 
 def test_evaluate_reproduces_the_metrics_the_training_run_wrote(study):
@@ -61,7 +63,7 @@ def test_evaluate_reproduces_the_metrics_the_training_run_wrote(study):
     for setting in (*SETTINGS, "pretrain"):
         platform = "src" if setting == "pretrain" else "tgt"
         log = json.loads((results / "models" / platform / setting / "train_log.json").read_text())
-        doc = json.loads((results / "metrics" / platform / f"{setting}.json").read_text())  # `transrec evaluate`
+        doc = read_run(params, platform, setting)  # `transrec evaluate`
         assert written[setting]["test"] == pytest.approx(log["test"], abs=1e-9), setting
         assert doc["test"] == pytest.approx(written[setting]["test"], abs=1e-6), setting
         assert doc["valid"] == pytest.approx(written[setting]["valid"], abs=1e-6), setting
@@ -126,9 +128,9 @@ def test_variants_train_on_a_share_of_users_and_start_from_their_source_model(st
     scaled = json.loads((results / "models" / "tgt" / "scratch@tgt0.5-seed1" / "train_log.json").read_text())
     scratch = json.loads((results / "models" / "tgt" / "scratch" / "train_log.json").read_text())
     assert scaled["seed"] == params["train"]["seed"] + 1 and scaled["trained_users"] < scratch["trained_users"]
-    doc = json.loads((results / "metrics" / "tgt" / "scratch@tgt0.5-seed1.json").read_text())
+    doc = read_run(params, "tgt", "scratch@tgt0.5-seed1")
     assert doc["run"] == "scratch@tgt0.5-seed1" and doc["setting"] == "scratch"
-    assert doc["counts"]["users"] == json.loads((results / "metrics" / "tgt" / "scratch.json").read_text())["counts"]["users"]
+    assert doc["counts"]["users"] == read_run(params, "tgt", "scratch")["counts"]["users"]
     capsys.readouterr()
     assert main(["transfer", "tgt", "scratch@src0.5", *p]) == 2
     assert "src<f> only applies to settings that start from the source model" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from conftest import BIN, ROOT, make_workdir, run, tiny_params
+from transrec import study
 
 DATA_STEPS = ("download", "clean", "resize", "tokenize", "split")
 
@@ -106,8 +107,15 @@ def test_snakemake_and_dvc_build_the_same_outputs_and_rerun_nothing(tmp_path, ti
     again = run([str(BIN / "dvc"), "repro"], dvc)
     assert "Data and pipelines are up to date" in again.stdout
     shown = json.loads(run([str(BIN / "dvc"), "metrics", "show", "--json"], dvc).stdout)
-    files = {f for rev in shown.values() for f in rev["data"]}
-    assert "results/metrics/tgt/finetune.json" in files and "results/report/summary.json" in files
+    files = {f: d["data"] for rev in shown.values() for f, d in rev["data"].items()}
+    assert set(files) == {f"results/metrics/{p}/{r}.json" for p, r in study.evaluations(params)}
+    # a results table: one row per run, the same few numeric columns (test/valid HR, NDCG, MRR, wall time)
+    columns = {f"{k}.{m}" if isinstance(v, dict) else k for d in files.values() for k, v in d.items()
+               for m in (v if isinstance(v, dict) else [None])}
+    assert len(columns) <= 20 and all(isinstance(x, (int, float)) for d in files.values()
+                                      for v in d.values() for x in (v.values() if isinstance(v, dict) else [v]))
+    header = run([str(BIN / "dvc"), "metrics", "show"], dvc).stdout.splitlines()[0].split()
+    assert header[0] == "Path" and len(header) == 1 + len(columns), header
     plots = json.loads(run([str(BIN / "dvc"), "plots", "show", "--json"], dvc).stdout)["data"]
     assert {"results/report/curves_source.csv", "results/report/curves_target.csv"} <= set(plots)
 
@@ -127,7 +135,8 @@ def test_snakemake_and_dvc_build_the_same_outputs_and_rerun_nothing(tmp_path, ti
     for work in (snake, dvc):
         for setting in [*settings, "popularity", *scaled]:
             doc = json.loads((work / "results/metrics/tgt" / f"{setting}.json").read_text())
-            assert 0.0 <= doc["test"]["hr@10"] <= 1.0 and doc["counts"]["users"] > 0
+            info = json.loads((work / "results/run_info/tgt" / f"{setting}.json").read_text())
+            assert 0.0 <= doc["test"]["hr@10"] <= 1.0 and info["counts"]["users"] > 0
         assert (work / "results/metrics/src/pretrain.json").is_file()
         assert (work / "results/metrics/src/pretrain@src0.5.json").is_file()
         curve = list(csv.DictReader((work / "results/report/curves_target.csv").open()))

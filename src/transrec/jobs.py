@@ -60,7 +60,7 @@ class Job:
     metrics: tuple[str, ...] = ()  # run metrics it writes (DVC: `metrics`, kept in git, not in the cache)
     params: tuple[str, ...] = ()   # params keys it reads (dotted)
     folders: tuple[str, ...] = ()  # which outputs are folders
-    cached: bool = True            # DVC caches its outputs (false: small files kept in git, the report)
+    uncached: tuple[str, ...] = ()  # small outputs DVC leaves to git (cache: false): run info, the report
     gpus: int = 0
 
     @property
@@ -119,9 +119,11 @@ def _data_job(params: dict, step: str, platform: str) -> Job:
 
 
 def train_outputs(params: dict, platform: str, run: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(model files, metrics file) of a training run (also with Snakemake's "{wildcard}" placeholders)."""
+    """(model files + run info, metrics file) of a training run (also with Snakemake's "{wildcard}"
+    placeholders)."""
     folder = paths.run_dir(params, platform, run)
-    return _s([folder / "best.pt", folder / "train_log.json"]), _s([paths.metrics_file(params, platform, run)])
+    return (_s([folder / "best.pt", folder / "train_log.json", paths.run_info_file(params, platform, run)]),
+            _s([paths.metrics_file(params, platform, run)]))
 
 
 def _platform_inputs(params: dict, platform: str, with_cache: bool) -> list:
@@ -146,7 +148,7 @@ def job(params: dict, step: str, **wildcards: str) -> Job:
         outputs, metrics = train_outputs(params, source, run)
         return Job(step, (("run", run),), f"transrec gpu-run --gpus {gpus} -- transrec pretrain"
                    + (f" --variant {variant}" if variant else ""), _s(_platform_inputs(params, source, True)),
-                   outputs, metrics, TRAIN_PARAMS, gpus=gpus)
+                   outputs, metrics, TRAIN_PARAMS, uncached=outputs[-1:], gpus=gpus)
     if step == "transfer":
         target, run = wildcards["target"], wildcards["run"]
         setting, point = split_run(run)
@@ -159,16 +161,18 @@ def job(params: dict, step: str, **wildcards: str) -> Job:
         outputs, metrics = train_outputs(params, target, run)
         return Job(step, (("target", target), ("run", run)),
                    f"transrec gpu-run --gpus {gpus} -- transrec transfer {target} {run}", _s(inputs), outputs,
-                   metrics, TRAIN_PARAMS, gpus=gpus)
+                   metrics, TRAIN_PARAMS, uncached=outputs[-1:], gpus=gpus)
     if step == "popularity":
         p = wildcards["platform"]
+        info = _s([paths.run_info_file(params, p, "popularity")])
         return Job(step, (("platform", p),), f"transrec evaluate {p} popularity", _s(paths.processed_files(params, p)),
-                   (), _s([paths.metrics_file(params, p, "popularity")]), ("evaluate",))
+                   info, _s([paths.metrics_file(params, p, "popularity")]), ("evaluate",), uncached=info)
     if step == "report":
         out = paths.report_dir(params)
         inputs = [paths.metrics_file(params, p, r) for p, r in study.evaluations(params)]
-        return Job(step, (), "transrec report", _s(inputs), _s([*(out / f for f in REPORT_FILES), out / "plots"]),
-                   _s([out / "summary.json"]), ("study",), folders=_s([out / "plots"]), cached=False)
+        outputs = _s([*(out / f for f in [*REPORT_FILES, "summary.json"]), out / "plots"])
+        return Job(step, (), "transrec report", _s(inputs), outputs, (), ("study",), folders=outputs[-1:],
+                   uncached=outputs)
     raise TransrecError(f"no job step '{step}'")
 
 
@@ -214,7 +218,7 @@ def _stage(j: Job) -> dict:
     if j.params:
         stage["params"] = list(j.params)
     if j.outputs:
-        stage["outs"] = list(j.outputs) if j.cached else [{o: {"cache": False}} for o in j.outputs]
+        stage["outs"] = [{o: {"cache": False}} if o in j.uncached else o for o in j.outputs]
     if j.metrics:
         stage["metrics"] = [{m: {"cache": False}} for m in j.metrics]
     return stage

@@ -4,7 +4,8 @@
     <data>/processed/<platform>/...              clean, resize, tokenize, split (PROCESSED: what training reads)
     <data>/cache/<platform>/                     cache (the frozen encoder layers' outputs)
     <results>/models/<platform>/<run>/           best.pt, last.pt, train_log.json
-    <results>/metrics/<platform>/<run>.json      one per evaluated run
+    <results>/metrics/<platform>/<run>.json      one per evaluated run: test and valid metrics only (DVC metrics)
+    <results>/run_info/<platform>/<run>.json     the same run's counts, protocol, checkpoint, W&B folder
     <results>/report/                            tables, plots, summary.json
 Every step, the job table (transrec.jobs) and so both front ends build paths here.
 """
@@ -43,6 +44,11 @@ def run_dir(params: dict, platform: str, run: str) -> Path:
 
 def metrics_file(params: dict, platform: str, run: str) -> Path:
     return Path(params["paths"]["results"]) / "metrics" / platform / f"{run}.json"
+
+
+def run_info_file(params: dict, platform: str, run: str) -> Path:
+    """What a run's metrics file does not hold: counts, protocol, checkpoint, W&B folder (not a DVC metric)."""
+    return Path(params["paths"]["results"]) / "run_info" / platform / f"{run}.json"
 
 
 def report_dir(params: dict) -> Path:

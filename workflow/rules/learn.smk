@@ -92,7 +92,6 @@ rule report:
     output:
         report(REPORT.outputs[0], caption="../report/results.rst", category="Results"),
         REPORT.outputs[1:-1],
-        REPORT.metrics,
         report(directory(REPORT.outputs[-1]), patterns=["{name}.png"], caption="../report/plots.rst",
                category="Plots"),
     params:

@@ -1,13 +1,20 @@
-"""The metrics JSON of one run, {paths.results}/metrics/<platform>/<run>.json: what DVC shows as
-metrics and the report reads. Written by the training commands at the end of a run (the best
-checkpoint, evaluated in the same process) and by `transrec evaluate` (popularity, re-evaluation);
-both build it here, so the two are the same document.
+"""The documents of one evaluated run, built and written here by the training commands at the end of a run
+(the best checkpoint, evaluated in the same process) and by `transrec evaluate` (popularity,
+re-evaluation), so the two are the same:
+    {paths.results}/metrics/<platform>/<run>.json   test and valid metrics and wall time: numbers only, what
+                                                    DVC shows as metrics (`dvc metrics show` reads as a table)
+    {paths.results}/run_info/<platform>/<run>.json  everything else: counts, protocol, checkpoint, W&B folder
 """
 from __future__ import annotations
 
+import json
 import time
 
+from transrec.atomic import write_json
 from transrec.dataset import PlatformData
+from transrec.paths import metrics_file, run_info_file
+
+METRIC_KEYS = ("test", "valid", "wall_s")
 
 
 def metrics_document(data: PlatformData, platform: str, run: str, valid: dict, test: dict, ecfg: dict, ks: list[int],
@@ -21,4 +28,18 @@ def metrics_document(data: PlatformData, platform: str, run: str, valid: dict, t
             "protocol": {"split": "leave-one-out", "ranking": "full catalogue", "ties": "pessimistic",
                          "mask_history": ecfg["mask_history"], "ks": ks, "max_len": max_len},
             **info, "wall_s": round(time.time() - start, 2)}
+
+
+def write_run(params: dict, doc: dict) -> None:
+    """Split a run's document into its metrics file and its run-info file (info first: a metrics file
+    present means the run is complete)."""
+    platform, run = doc["platform"], doc["run"]
+    write_json(run_info_file(params, platform, run), {k: v for k, v in doc.items() if k not in METRIC_KEYS[:2]})
+    write_json(metrics_file(params, platform, run), {k: doc[k] for k in METRIC_KEYS})
+
+
+def read_run(params: dict, platform: str, run: str) -> dict:
+    """The whole document again (metrics + run info)."""
+    return {**json.loads(run_info_file(params, platform, run).read_text()),
+            **json.loads(metrics_file(params, platform, run).read_text())}
 

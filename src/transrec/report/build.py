@@ -11,7 +11,7 @@ Writes to {paths.results}/report/:
                                 what `dvc plots show` draws
     plots/bars_<platform>.png   HR@10 and NDCG@10 per setting, one chart per platform
     plots/scaling_source.png, plots/scaling_target.png
-    summary.json                the headline numbers (what DVC shows as metrics)
+    summary.json                the headline numbers (a plain output: DVC metrics are the per-run files)
 """
 from __future__ import annotations
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import time
 
 from transrec import params as P
-from transrec.atomic import write_json
 from transrec.dataset import PlatformData
 from transrec.errors import TransrecError
-from transrec.evaluate.document import metrics_document
+from transrec.evaluate.document import metrics_document, write_run
 from transrec.evaluate.ranking import model_scorer, popularity_scorer, rank_split
 from transrec.model import checkpoint as ckpt
 from transrec.model.config import ModelConfig
-from transrec.paths import metrics_file, processed_dir, run_dir
+from transrec.paths import processed_dir, run_dir
 from transrec.runtime import pick_device, set_threads
 from transrec.train.build import build_model
 from transrec.train.settings import EVAL_SETTINGS
@@ -70,5 +69,5 @@ def evaluate(params: dict, platform: str, run: str, progress: bool = True) -> di
                      **{f"valid/{k}": v for k, v in valid["metrics"].items()}, "users": test["users"]})
     tracker.finish()
     doc["wandb_run_dir"] = tracker.run_dir
-    write_json(metrics_file(params, platform, run), doc)
+    write_run(params, doc)
     return doc

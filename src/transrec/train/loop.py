@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from transrec.atomic import write_json
 from transrec.dataset import PlatformData
-from transrec.evaluate.document import metrics_document
+from transrec.evaluate.document import metrics_document, write_run
 from transrec.evaluate.ranking import model_scorer, rank_split
 from transrec.model import checkpoint as ckpt
 from transrec.model.recommender import Recommender
@@ -374,10 +374,10 @@ def finish(r: Run, progress: bool = True) -> dict:
                               "state": {**last["state"], "complete": True}})
     result = write_log(r, True, {"valid": valid["metrics"], "test": test["metrics"], "wall_s": wall,
                                  "stopped_early": spec.train and state["step"] < r.total})
-    write_json(metrics_file(r.params, spec.platform, spec.name),
-               metrics_document(r.data, spec.platform, spec.name, valid, test, r.params["evaluate"], r.ks,
-                                model.cfg.user_encoder.max_len, r.started, checkpoint=str(best_path),
-                                epoch=state["best_epoch"], kind=spec.kind, wandb_run_dir=r.tracker.run_dir))
+    write_run(r.params,
+              metrics_document(r.data, spec.platform, spec.name, valid, test, r.params["evaluate"], r.ks,
+                               model.cfg.user_encoder.max_len, r.started, checkpoint=str(best_path),
+                               epoch=state["best_epoch"], kind=spec.kind, wandb_run_dir=r.tracker.run_dir))
     print(f"{r.name}: best step {state['best_step']} of {state['step']} (epoch {state['best_epoch']}), test hr@10 "
           f"{test['metrics']['hr@10']:.4f} ndcg@10 {test['metrics']['ndcg@10']:.4f}; {wall:.1f} s -> {r.out}")
     return result
