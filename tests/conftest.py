@@ -14,7 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-WORKFLOW_FILES = ("Snakefile", "dvc.yaml", "workflow", "environment.yml")  # rules name environment.yml (conda:)
+WORKFLOW_FILES = ("dvc.yaml", "workflow", "environment.yml")  # rules name environment.yml (conda:)
 
 
 @pytest.fixture(scope="session")

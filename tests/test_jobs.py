@@ -50,6 +50,14 @@ def test_inputs_params_and_code_are_exact():
     assert jobs.job(params, "pretrain", run="pretrain@src0.1").cmd.endswith("transrec pretrain --variant src0.1")
 
 
+@pytest.mark.parametrize("profile", sorted(p.name for p in (ROOT / "profiles").glob("*.yaml")))
+def test_every_profile_has_a_job_table(profile):
+    params = P.load(ROOT / "profiles" / profile)
+    table = jobs.jobs(params)
+    assert all(j.param_values(params) is not None for j in table)  # every params key a job names exists
+    assert len({j.name for j in table}) == len(table)
+
+
 def test_training_threads_come_from_params():
     params = P.load(ROOT / "params.yaml")
     assert jobs.train_threads(params, gpus_present=0) is None              # CPU machine: the workflow's cores

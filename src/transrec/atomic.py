@@ -1,18 +1,24 @@
 """Atomic writes: every output is written to a temp file beside it, then renamed.
 
 An interrupted step therefore never leaves a half-written file under the final name, and
-Snakemake/DVC see either the old output or the complete new one.
+Snakemake/DVC see either the old output or the complete new one. A write that runs out of space
+(ENOSPC, a quota) removes its temp file and ends in one line naming the file.
 """
 from __future__ import annotations
 
+import errno
+import glob
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from transrec.errors import TransrecError
 
 
 def _umask() -> int:
@@ -26,11 +32,20 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
+def _out_of_space(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT, also where a library wraps it (polars raises ComputeError with the OS message)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(text in str(exc) for text in (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT)))
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path in the target's folder; rename it over `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):  # left by a killed writer of this file
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -39,6 +54,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         if tmp.exists():
             os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
+    except Exception as exc:
+        if not _out_of_space(exc):
+            raise
+        free = shutil.disk_usage(path.parent).free
+        raise TransrecError(f"{path}: no space left on the device ({free / 1e6:.1f} MB free in {path.parent}); "
+                            "nothing was written under this name") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -64,6 +85,8 @@ def atomic_memmap(path: str | os.PathLike, shape: tuple, dtype) -> Iterator[np.m
     """An .npy memmap filled in place (large image stores never sit in RAM), renamed when complete."""
     with atomic_path(path, ".npy") as tmp:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        with open(tmp, "r+b") as fh:  # reserve the blocks now: a full disk is then an error, not a SIGBUS
+            os.posix_fallocate(fh.fileno(), 0, os.path.getsize(tmp))
         yield array
         array.flush()
         del array

@@ -115,6 +115,7 @@ def _data_job(params: dict, step: str, platform: str) -> Job:
                   [proc / "split.parquet", proc / "catalog.parquet", stats / "split.json", proc / "stats.json"], []),
     }
     inputs, outputs, keys = spec[step]
+    keys = [k for k in keys if k != "synthetic_world" or k in params]  # only the embedded default has one
     return Job(step, (("platform", platform),), f"transrec {step} {platform}", _s(inputs), _s(outputs), params=tuple(keys))
 
 

@@ -8,7 +8,7 @@ wildcard_constraints:
     platform="|".join(PLATFORMS) if PLATFORMS else "none",
 
 
-PKG = os.path.relpath(os.path.join(workflow.basedir, "src", "transrec"))  # "src/transrec" from the checkout
+PKG = os.path.relpath(os.path.join(workflow.basedir, "..", "src", "transrec"))  # "src/transrec" from the checkout
 
 
 def job_of(step):
