@@ -17,6 +17,7 @@ import yaml
 from PIL import Image
 
 from transrec.cli import main
+from transrec.errors import TransrecError
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_SECTION = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]
@@ -418,7 +419,7 @@ def test_atomic_path_removes_temp_when_the_writer_raises(tmp_path, monkeypatch):
         raise OSError("No space left on device")
 
     monkeypatch.setattr(pl.DataFrame, "write_parquet", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(TransrecError, match="frame.parquet: no space left on the device"):
         atomic.write_parquet(target, pl.DataFrame({"a": [1, 2]}))
     assert not target.exists() and leftovers(tmp_path) == []
     with pytest.raises(RuntimeError):
@@ -458,3 +459,108 @@ def test_unterminated_quote_is_one_error_line(work, capsys):
         pytest.fail(f"traceback: {type(exc).__name__}: {exc}")
     assert rc == 2
     assert "items.csv" in one_error_line(capsys, "clean")
+
+
+# --------------------------------------------------------------------------- more kinds (issue 11)
+
+def test_a_missing_folder_of_one_of_five_platforms_stops_snakemake_before_any_job(tmp_path):
+    """A params file that validates, five platforms, one whose data folder does not exist: the workflow
+    stops at parse time, in one line, before any step (training included) runs."""
+    import shutil
+    import subprocess
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["platforms"]["text_target"] = {"adapter": "csv", "role": "target",
+                                          "location": {"path": str(tmp_path / "no_such_export")}}
+    work = tmp_path / "w"
+    shutil.copytree(ROOT / "workflow", work / "workflow")
+    shutil.copy(ROOT / "environment.yml", work)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**__import__("os").environ, "PATH": f"{bin_dir}:{__import__('os').environ['PATH']}"}
+    assert subprocess.run([str(bin_dir / "transrec"), "validate"], cwd=work, env=env).returncode == 2
+    proc = subprocess.run([str(bin_dir / "snakemake"), "--cores", "1"], cwd=work, env=env, capture_output=True, text=True)
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stderr
+    assert "platforms.text_target.location.path" in errors[0] and "no_such_export" in errors[0]
+    assert "Traceback" not in proc.stderr and not (work / "data").exists() and not (work / "results").exists()
+
+
+def test_a_platform_whose_every_user_is_filtered_out_is_one_line(work, capsys):
+    src = make_platform(work, ["u1,1,100", "u1,2,200", "u2,1,100"], ["1,One", "2,Two"])
+    write_params(work, src)
+    run("download")
+    assert main(["clean", "p"]) == 2
+    line = one_error_line(capsys, "clean")
+    assert "no interactions left after cleaning" in line and "min_user_len" in line
+
+
+def test_a_catalogue_of_one_item(work, capsys):
+    """One item: every user's history is that item again and again; deduplicated, each user has one
+    interaction and is filtered out (one line); kept as repeats, the platform is processed."""
+    rows = [f"u{u},1,{t}" for u in range(3) for t in (100, 200, 300)]
+    src = make_platform(work, rows, ["1,The only item"])
+    write_params(work, src)
+    run("download")
+    assert main(["clean", "p"]) == 2
+    assert "no interactions left after cleaning" in one_error_line(capsys, "clean")
+    write_params(work, src, data_section(dedup="exact"))
+    run("download", "clean", "resize", "tokenize", "split")
+    s = stats(work)
+    assert sum(s["split"]["catalog"].values()) == 1 and s["split"]["users"] == 3
+    assert_accounted(s["clean"])
+
+
+def test_a_history_longer_than_ten_thousand_items(work):
+    n = 10_050
+    rows = [f"heavy,{i % 500},{i}" for i in range(n)] + ["u2,1,1", "u2,2,2", "u2,3,3"]
+    src = make_platform(work, rows, [f"{i},Item {i}" for i in range(500)])
+    write_params(work, src, data_section(dedup="exact"))
+    run("download", "clean", "resize", "tokenize", "split")
+    assert len(sequences(work)["heavy"]) == n
+    assert_accounted(stats(work)["clean"])
+
+
+def test_text_that_is_not_utf8_is_one_line_naming_the_file(work, capsys):
+    src = make_platform(work, ["u1,1,100", "u1,2,200", "u1,3,300"], ["1,One", "2,Two", "3,Three"])
+    (src / "items.csv").write_bytes("item_id,title\n1,Caf\xe9\n2,Two\n3,Three\n".encode("latin-1"))
+    write_params(work, src)
+    run("download")
+    assert main(["clean", "p"]) == 2
+    line = one_error_line(capsys, "clean")
+    assert str(src / "items.csv") in line and "utf-8" in line.lower() and "encoding" in line
+    write_params(work, src, layout={"encoding": "latin-1"})
+    run("download", "clean")
+    assert "Café" in pl.read_parquet(proc_dir(work) / "items.parquet")["text"].to_list()[0]
+
+
+def test_tiny_and_huge_valid_jpegs_are_resized(work):
+    """A 1x1 and a 10,000x10,000 JPEG are valid images: both are resized (the big one decoded at reduced
+    scale) and counted ok."""
+    huge = io.BytesIO()
+    Image.new("RGB", (10_000, 10_000), (10, 200, 30)).save(huge, "JPEG", quality=50)
+    src = make_platform(work, ["u1,1,100", "u1,2,200", "u1,3,300"], ["1,", "2,", "3,Three"],
+                        images={"1": jpeg(size=1), "2": huge.getvalue()}, item_header="item_id,title")
+    write_params(work, src, data_section(modality={"policy": "as_is", "image_fraction": 0.5}))
+    run("download", "clean", "resize")
+    resize = json.loads((proc_dir(work) / "stats" / "resize.json").read_text())
+    assert resize["ok"] == 2 and resize["corrupt"] == 0 and resize["missing"] == 0, resize
+    images = np.load(proc_dir(work) / "images.npy")
+    assert images.shape[1:] == (16, 16, 3) and abs(int(images[:, 8, 8, 1].max()) - 200) < 20
+
+
+def test_a_symlink_loop_in_the_images_folder_is_a_counted_drop(work):
+    src = make_platform(work, ["u1,1,100", "u1,2,200", "u1,3,300", "u1,4,400"], ["1,One", "2,", "3,Three", "4,Four"],
+                        images={"1": jpeg()})
+    (src / "images" / "2.jpg").symlink_to(src / "images" / "2b.jpg")
+    (src / "images" / "2b.jpg").symlink_to(src / "images" / "2.jpg")  # 2.jpg -> 2b.jpg -> 2.jpg
+    (src / "images" / "loop").symlink_to(src / "images")             # and a folder that contains itself
+    write_params(work, src, data_section(modality={"policy": "as_is", "image_fraction": 0.5}))
+    run("download", "clean", "resize", "tokenize", "split")
+    resize = json.loads((proc_dir(work) / "stats" / "resize.json").read_text())
+    clean = stats(work)["clean"]
+    assert resize["ok"] == 1 and clean["items"]["image_missing"] == 3  # the loop is no image (counted)
+    assert clean["items"]["dropped"] == {"no usable content for the modality policy": 1} and "2" not in catalog(work)
+    assert clean["interactions"]["dropped"] == {"item dropped (no usable content)": 1}  # its row: counted out
+    assert_accounted(stats(work)["clean"])

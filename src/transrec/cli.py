@@ -73,8 +73,12 @@ def _need(path: Path, step: str, platform: str) -> Path:
 
 def _validate(args) -> None:
     from transrec import params as P
+    from transrec import study
+    from transrec.data.locate import check_sources
 
     params = P.load(args.params)
+    study.check(params)
+    check_sources(params)
     print(f"{args.params}: valid ({len(params['platforms'])} platforms: {', '.join(params['platforms'])})")
 
 

@@ -65,3 +65,20 @@ def locate(cfg: dict, raw_dir: Path, world_cfg: dict) -> dict:
         manifest = {"platform": name, "adapter": adapter, "root": str(root), "files": _fingerprint(root)}
     write_json(raw_dir / "manifest.json", manifest)
     return manifest
+
+
+def check_sources(params: dict) -> None:
+    """Before a workflow starts: every platform still to be located has its data folder or a URL, so a
+    missing folder of one of many platforms stops the run before any step (or training) starts."""
+    from transrec import params as P
+    from transrec.paths import raw_dir
+
+    for name in params["platforms"]:
+        cfg = P.platform_config(params, name)
+        if cfg["adapter"] == "synthetic" or (raw_dir(params, name) / "manifest.json").is_file():
+            continue
+        location = cfg.get("location") or {}
+        path, url = location.get("path"), location.get("url")
+        if not url and not (path and Path(path).expanduser().is_dir()):
+            raise TransrecError(f"platforms.{name}.location.path: data folder {path} not found and no "
+                                "location.url to download it from; nothing was run")

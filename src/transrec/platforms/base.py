@@ -70,7 +70,7 @@ def read_table(
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
         raise TransrecError(f"{path}: not {encoding} text ({exc.reason} at byte {exc.start}); "
-                            "set the adapter's encoding") from None
+                            "set the platform's layout.encoding (e.g. latin-1)") from None
     csv.field_size_limit(1 << 24)  # long descriptions are fine; a runaway quote is caught below
     if len(separator) == 1:
         # strict: a quote still open at the end of the file is an error, not one giant silent field

@@ -22,6 +22,7 @@ LAYOUT = {
     "images": "images",
     "image_ext": "jpg",
     "separator": ",",
+    "encoding": "utf-8",    # of both files (e.g. latin-1 for an old export)
     "user_col": "user_id",
     "item_col": "item_id",
     "time_col": "timestamp",
@@ -36,11 +37,12 @@ def read(root: Path, layout: dict | None) -> RawPlatform:
     quarantine: list[dict] = []
     inter = read_table(require_file(root / lay["interactions"], "interactions file"), "interactions",
                        [lay["user_col"], lay["item_col"], lay["time_col"]], separator=lay["separator"],
-                       quarantine=quarantine,
+                       encoding=lay["encoding"], quarantine=quarantine,
                        rename={lay["user_col"]: "user", lay["item_col"]: "item", lay["time_col"]: "timestamp"})
     item_cols = [lay["item_col"], lay["title_col"]] + [c for c in (lay["text_col"], lay["modality_col"]) if c]
     items = read_table(require_file(root / lay["items"], "items file"), "items", item_cols, separator=lay["separator"],
-                       quarantine=quarantine).rename({lay["item_col"]: "item", lay["title_col"]: "title"})
+                       encoding=lay["encoding"], quarantine=quarantine)
+    items = items.rename({lay["item_col"]: "item", lay["title_col"]: "title"})
     text = pl.col(lay["text_col"]) if lay["text_col"] else pl.lit("")
     modality = pl.col(lay["modality_col"]) if lay["modality_col"] else pl.lit(None, pl.String)
     image_dir = (root / lay["images"]).resolve()
