@@ -46,7 +46,8 @@ def test_inputs_params_and_code_are_exact():
     assert {"src/transrec/model", "src/transrec/evaluate"} <= set(get("id").code())
     assert "seed" in jobs.job(params, "clean", platform="source").params
     report = jobs.job(params, "report")
-    assert report.code() == ["src/transrec/report"] and len(report.inputs) == len(jobs.jobs(params)) - 5 * 6 - 1
+    n_runs = len(jobs.jobs(params)) - 5 * 6 - 1  # every evaluated run: metrics, and a train log unless popularity
+    assert report.code() == ["src/transrec/report"] and len(report.inputs) == 2 * n_runs - len(params["study"]["targets"])
     assert jobs.job(params, "pretrain", run="pretrain@src0.1").cmd.endswith("transrec pretrain --variant src0.1")
 
 

@@ -120,8 +120,29 @@ def test_readme_block_gets_the_report_and_the_make_run_wall_time(tmp_path):
     assert text.startswith("# x\n\nbefore\n<!-- results:begin -->") and text.endswith("<!-- results:end -->\nafter\n")
     assert "old" not in text and "| t1 | finetune | 0.3000 | 0.1600" in text
     assert "at commit abc1234 (2026-11-27T16:00Z): 18.5 min wall time on 2 CPU cores" in text
-    assert [f.name for f in figures] == ["scaling_target.png"] and "](docs/figures/scaling_target.png)" in text
+    assert [f.name for f in figures] == ["heatmap.png", "scaling_target.png"] and "](docs/figures/scaling_target.png)" in text
     assert (tmp_path / "docs" / "figures" / "scaling_target.png").read_bytes()[:4] == b"\x89PNG"
     readme.write_text("no markers\n")
     with pytest.raises(TransrecError, match="no '<!-- results:begin -->'"):
         update_readme(readme, res, out)
+
+
+def test_heatmap_and_validation_curves(tmp_path):
+    """A heatmap of every platform x setting, and one validation-curve plot per platform with trained
+    runs (from their train_log.json); a platform without one (popularity only) gets none."""
+    from PIL import Image
+
+    res = tmp_path / "results"
+    for setting, ndcg in (("popularity", 0.02), ("scratch", 0.10), ("finetune", 0.16)):
+        put(res, "t1", setting, 2 * ndcg, ndcg)
+    put(res, "t2", "popularity", 0.05, 0.025)
+    for setting in ("scratch", "finetune"):
+        log = res / "models" / "t1" / setting / "train_log.json"
+        log.parent.mkdir(parents=True)
+        log.write_text(json.dumps({"best_step": 20, "evaluations": [
+            {"step": s, "valid": {"ndcg@10": v}} for s, v in ((10, 0.05), (20, 0.09), (30, 0.08))]}))
+    out = build(res)
+    names = [p.name for p in out["plots"]]
+    assert names[0] == "heatmap.png" and "validation_t1.png" in names and "validation_t2.png" not in names
+    with Image.open(res / "report" / "plots" / "heatmap.png") as img:
+        assert img.width > 300 and img.height > 150

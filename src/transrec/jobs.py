@@ -171,6 +171,8 @@ def job(params: dict, step: str, **wildcards: str) -> Job:
     if step == "report":
         out = paths.report_dir(params)
         inputs = [paths.metrics_file(params, p, r) for p, r in study.evaluations(params)]
+        inputs += [paths.run_dir(params, p, r) / "train_log.json" for p, r in study.evaluations(params)
+                   if r != "popularity"]  # the validation curves
         outputs = _s([*(out / f for f in [*REPORT_FILES, "summary.json"]), out / "plots"])
         return Job(step, (), "transrec report", _s(inputs), outputs, (), ("study",), folders=outputs[-1:],
                    uncached=outputs)

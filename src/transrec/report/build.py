@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # no display: write PNGs
 import matplotlib.pyplot as plt  # noqa: E402
@@ -107,6 +109,59 @@ def scaling_chart(rows: list[dict], axis: str, path: Path, metric: str = "ndcg@1
     _save(fig, path)
 
 
+def heatmap(rows: list[dict], path: Path, metric: str = "ndcg@10") -> None:
+    """The main table at a glance: platform x setting, colour and value = the metric (mean over seeds)."""
+    platforms = sorted({r["platform"] for r in rows})
+    settings = [s for s in R.SETTING_ORDER if any(r["setting"] == s for r in rows)]
+    settings += sorted({r["setting"] for r in rows} - set(settings))
+    value = {(r["platform"], r["setting"]): r[metric] for r in rows}
+    grid = np.array([[value.get((p, s), np.nan) for s in settings] for p in platforms])
+    fig, ax = plt.subplots(figsize=(1.2 * len(settings) + 2.2, 0.55 * len(platforms) + 1.4))
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(settings)), settings, rotation=30)
+    ax.set_yticks(range(len(platforms)), platforms)
+    top = np.nanmax(grid) if np.isfinite(grid).any() else 1.0
+    for i, j in np.ndindex(grid.shape):
+        if np.isfinite(grid[i, j]):
+            ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=8,
+                    color="black" if grid[i, j] > 0.6 * top else "white")
+    ax.set_title(f"test {metric.upper()} (mean over seeds)")
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def validation_curves(models_dir: Path, platform: str, path: Path, metric: str = "ndcg@10") -> bool:
+    """Validation metric vs optimiser step of every trained run of a platform (from its train_log.json);
+    False when the platform has no trained run."""
+    logs = []
+    for log_path in sorted((models_dir / platform).glob("*/train_log.json")):
+        log = json.loads(log_path.read_text())
+        if log.get("evaluations"):
+            logs.append((log_path.parent.name, log))
+    if not logs:
+        return False
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for run, log in logs:
+        setting = run.partition("@")[0]
+        main_point = "@" not in run
+        ax.plot([e["step"] for e in log["evaluations"]], [e["valid"][metric] for e in log["evaluations"]],
+                label=run if main_point or len(logs) <= 12 else None, color=SETTING_COLOURS.get(setting),
+                alpha=1.0 if main_point else 0.35, lw=1.6 if main_point else 0.9)
+        if log.get("best_step"):
+            best = next((e for e in log["evaluations"] if e["step"] == log["best_step"]), None)
+            if best is not None and main_point:
+                ax.plot(best["step"], best["valid"][metric], "o", color=SETTING_COLOURS.get(setting), ms=4)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(f"valid {metric.upper()}")
+    ax.set_title(f"{platform}: validation during training (dot: best checkpoint)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+
+
 def wide_curves(points: list[dict], platform: str | None, metric: str = "ndcg@10") -> list[dict]:
     """One row per fraction, one column per setting of `platform` (default: the first one with points);
     a setting missing a fraction of the others is left out (a DVC plot needs every value)."""
@@ -131,11 +186,14 @@ def build(results_dir: Path, scaling_target: str | None = None) -> dict:
         md += "\n## Transfer gain: finetune over scratch\n\n" + gains_markdown(gain_rows)
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text(md)
-    plots = []
+    plots = [out / "plots" / "heatmap.png"]
+    heatmap(rows, plots[0])
     for platform in sorted({r["platform"] for r in rows}):
         path = out / "plots" / f"bars_{platform}.png"
         bar_chart(rows, platform, path)
         plots.append(path)
+        if validation_curves(results_dir / "models", platform, out / "plots" / f"validation_{platform}.png"):
+            plots.append(out / "plots" / f"validation_{platform}.png")
     curves, scaling_points = {}, {}
     for axis, name in (("src", "scaling_source"), ("tgt", "scaling_target")):
         points = R.scaling(cells, axis)
@@ -154,7 +212,7 @@ def build(results_dir: Path, scaling_target: str | None = None) -> dict:
     }
     write_json(out / "summary.json", summary)
     return {"rows": rows, "gains": gain_rows, "markdown": md, "plots": plots, "summary": summary,
-            "scaling": scaling_points}
+            "scaling": scaling_points, "scaling_target": scaling_target}
 
 
 def log_to_wandb(params: dict, out: dict) -> str | None:
@@ -173,7 +231,7 @@ def log_to_wandb(params: dict, out: dict) -> str | None:
     return run_dir
 
 
-README_FIGURES = ("scaling_target.png", "scaling_source.png")
+README_FIGURES = ("heatmap.png", "scaling_target.png", "scaling_source.png")  # + validation_<scaling target>
 
 
 def update_readme(readme: Path, results_dir: Path, out: dict, block: str = "results") -> list[Path]:
@@ -198,7 +256,9 @@ def update_readme(readme: Path, results_dir: Path, out: dict, block: str = "resu
                 f"{run['cores']} CPU cores, install excluded")
     figures = []
     lines = [README_BEGIN, "", how + "; copied here by `make readme`.", "", out["markdown"].replace("## ", "#### ")]
-    for name in README_FIGURES:
+    validation = sorted(p.name for p in (results_dir / "report" / "plots").glob("validation_*.png"))
+    wanted = f"validation_{out.get('scaling_target')}.png"  # the curves of one target: the scaling target's
+    for name in [*README_FIGURES, *([wanted] if wanted in validation else validation[:1])]:
         src = results_dir / "report" / "plots" / name
         if src.is_file():
             target = name if block == "results" else f"{block}_{name}"
