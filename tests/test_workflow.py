@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -85,17 +86,26 @@ def _digest(folder: Path) -> dict[str, str]:
     return digests
 
 
-@pytest.mark.slow
-def test_snakemake_and_dvc_build_the_same_outputs_and_rerun_nothing(tmp_path, tiny_bert_dir):
-    """The whole DAG on a tiny world, through both front ends: data, cache, pre-training, every transfer
-    setting, the scaling and replicate runs, evaluation and the report; the same processed data and the
-    same metrics from both."""
+SCALED = ["finetune@src0.5", "finetune@src0.5-seed1", "scratch@tgt0.5", "scratch@tgt0.5-seed1", "scratch@seed1"]
+
+
+@pytest.fixture(scope="module")
+def front_ends(tmp_path_factory, tiny_bert_dir):
+    """The whole tiny study's work folders for Snakemake and DVC (run by the tests below)."""
     params = tiny_params(tiny_bert_dir)
     params["study"]["scaling"] = {"target": "tgt", "settings": ["scratch"], "source_fractions": [0.5],
                                   "target_fractions": [0.5], "seeds": [1]}
-    scaled = ["finetune@src0.5", "finetune@src0.5-seed1", "scratch@tgt0.5", "scratch@tgt0.5-seed1", "scratch@seed1"]
-    snake = make_workdir(tmp_path / "snake", params)
-    dvc = make_workdir(tmp_path / "dvc", params, with_dvc=True)
+    root = tmp_path_factory.mktemp("front_ends")
+    return params, make_workdir(root / "snake", params), make_workdir(root / "dvc", params, with_dvc=True)
+
+
+@pytest.mark.slow
+def test_snakemake_and_dvc_build_the_same_outputs_and_rerun_nothing(front_ends):
+    """The whole DAG on a tiny world, through both front ends: data, cache, pre-training, every transfer
+    setting, the scaling and replicate runs, evaluation and the report; the same processed data and the
+    same metrics from both."""
+    params, snake, dvc = front_ends
+    scaled = SCALED
 
     run([str(BIN / "snakemake"), "--cores", "2", "--quiet"], snake, timeout=2400)
     again = run([str(BIN / "snakemake"), "--cores", "2"], snake)
@@ -173,3 +183,40 @@ def test_snakefile_is_lint_clean(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     out = run([str(BIN / "snakemake"), "--lint"], make_workdir(tmp_path / "w", params))
     assert "Congratulations, your workflow is in a good condition" in out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_report_and_dvc_plots_render_in_a_real_browser(front_ends, tmp_path):
+    """Headless chromium opens results/report.html (`snakemake --report`) and the `dvc plots show` page:
+    no JavaScript error, one entry per plot in the report's Plots category with the image decoded, every
+    DVC plot rendered as a chart. Screenshots go to $TRANSREC_SCREENSHOTS (default: the test's tmp folder)."""
+    from browser import chrome, js_errors, vega_scripts
+
+    params, snake, dvc = front_ends
+    if not (snake / "results/report/summary.json").is_file() or not (dvc / "dvc.lock").is_file():
+        pytest.skip("needs the front-end run of test_snakemake_and_dvc_build_the_same_outputs_and_rerun_nothing")
+    shots = Path(os.environ.get("TRANSREC_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    run([str(BIN / "snakemake"), "--cores", "1", "--report", "results/report.html"], snake)
+    pngs = sorted((snake / "results/report/plots").glob("*.png"))
+    with chrome() as driver:
+        from selenium.webdriver.common.by import By
+
+        driver.get((snake / "results/report.html").as_uri())
+        driver.find_element(By.XPATH, "//a[normalize-space()='Plots']").click()
+        rows = driver.find_elements(By.CSS_SELECTOR, "table tr")[1:]
+        assert sorted(r.text.strip() for r in rows) == sorted(f"results/report/plots/{p.name}" for p in pngs)
+        heat = next(r for r in rows if r.text.strip().endswith("heatmap.png"))
+        heat.find_elements(By.TAG_NAME, "a")[0].click()
+        shown = [i for i in driver.find_elements(By.TAG_NAME, "img") if "image/png" in (i.get_attribute("src") or "")]
+        assert shown and int(shown[0].get_attribute("naturalWidth")) > 100  # the PNG decoded
+        driver.save_screenshot(str(shots / "report_html.png"))
+        assert js_errors(driver) == []
+
+        template = vega_scripts(tmp_path / "plots")  # vega from the npm registry: the page works offline
+        run([str(BIN / "dvc"), "plots", "show", "--html-template", str(template), "-o", str(tmp_path / "plots")], dvc)
+        driver.get((tmp_path / "plots" / "index.html").as_uri())
+        charts = driver.find_elements(By.CSS_SELECTOR, ".vega-embed")
+        assert len(charts) == 2 and all(c.find_elements(By.CSS_SELECTOR, "svg, canvas") for c in charts)
+        driver.save_screenshot(str(shots / "dvc_plots.png"))
+        assert js_errors(driver) == []
