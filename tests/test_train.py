@@ -116,6 +116,7 @@ def test_wandb_offline_run_reads_back(world, tmp_path, monkeypatch):
     assert run_dir.parent.parent == tmp_path / "results" / "wandb"
     back = read_offline_run(run_dir)
     assert back["group"] == "tiny-study" and back["job_type"] == "transfer" and set(back["tags"]) == {"tgt", "id"}
+    assert back["name"] == "tgt/id" and back["config"]["variant"] == "main"  # W&B conventions: <platform>/<run>
     assert back["config"]["platform"] == "tgt" and back["config"]["setting"] == "id"
     assert back["config"]["train"]["lr"] == params["train"]["lr"] and back["config"]["model"]["d"] == 32
     epochs = [h for h in back["history"] if "train/loss" in h]

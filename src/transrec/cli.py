@@ -105,6 +105,20 @@ def _report(args) -> None:
         print(f"report: {args.readme} updated ({len(figures)} figures in {Path(args.readme).parent / 'docs' / 'figures'})")
 
 
+def _readme_block(args) -> None:
+    from transrec.report.build import replace_block
+
+    body = sys.stdin.read()
+    if not body.strip():
+        raise TransrecError(f"readme-block {args.block}: nothing on stdin (did the command before the pipe fail?)")
+    if args.code is not None:
+        body = f"```{args.code}\n{body.rstrip()}\n```"
+    if args.details:
+        body = f"<details><summary>{args.details}</summary>\n\n{body}\n\n</details>"
+    replace_block(Path(args.readme), args.block, body)
+    print(f"{args.readme}: block {args.block} filled ({len(body.splitlines())} lines)")
+
+
 def _dvc_yaml(args) -> None:
     from transrec import jobs, study
     from transrec import params as P
@@ -156,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", parents=[common], help="tables, transfer gains and plots from every metrics file")
     p.add_argument("--readme", default=None, help="also fill this README's results block (make readme)")
     p.set_defaults(func=_report)
+    p = sub.add_parser("readme-block", help="fill a README block (<!-- NAME:begin/end -->) with stdin (make readme)")
+    p.add_argument("block", help="the block's name")
+    p.add_argument("--readme", default="README.md")
+    p.add_argument("--code", default=None, help="wrap in a fenced code block of this language ('' for none)")
+    p.add_argument("--details", default=None, help="fold it under this summary line")
+    p.set_defaults(func=_readme_block)
     p = sub.add_parser("dvc-yaml", parents=[common], help="write dvc.yaml from the job table (transrec.jobs)")
     p.add_argument("--check", action="store_true", help="only check: exit 2 naming the first stale line")
     p.add_argument("--output", default="dvc.yaml", help="the file (default: dvc.yaml)")

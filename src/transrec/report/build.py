@@ -245,8 +245,7 @@ def update_readme(readme: Path, results_dir: Path, out: dict, block: str = "resu
     from transrec.errors import TransrecError
 
     README_BEGIN, README_END = f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
-    text = readme.read_text()
-    if README_BEGIN not in text or README_END not in text:
+    if README_BEGIN not in readme.read_text() or README_END not in readme.read_text():
         raise TransrecError(f"{readme}: no '{README_BEGIN}' ... '{README_END}' block to fill")
     run_file = results_dir / "make_run.json"
     how = "Produced by `make run`"
@@ -267,8 +266,19 @@ def update_readme(readme: Path, results_dir: Path, out: dict, block: str = "resu
             shutil.copyfile(src, dst)
             figures.append(dst)
             lines += [f"![{target[:-4]}](docs/figures/{target})", ""]
-    lines.append(README_END)
-    head, rest = text.split(README_BEGIN, 1)
-    with atomic_path(readme) as tmp:
-        tmp.write_text(head + "\n".join(lines) + rest.split(README_END, 1)[1])
+    replace_block(readme, block, "\n".join(lines[1:]))
     return figures
+
+
+def replace_block(readme: Path, block: str, body: str) -> None:
+    """Put `body` between the README's `<!-- BLOCK:begin -->` and `<!-- BLOCK:end -->` markers."""
+    from transrec.errors import TransrecError
+
+    begin, end = f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
+    text = readme.read_text()
+    if begin not in text or end not in text:
+        raise TransrecError(f"{readme}: no '{begin}' ... '{end}' block to fill")
+    head, rest = text.split(begin, 1)
+    with atomic_path(readme) as tmp:
+        tmp.write_text(head + begin + "\n" + body.rstrip("\n").removesuffix(end).rstrip("\n") + "\n" + end
+                       + rest.split(end, 1)[1])

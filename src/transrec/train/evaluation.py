@@ -63,8 +63,9 @@ def evaluate(params: dict, platform: str, run: str, progress: bool = True) -> di
     valid = rank_split(data, "valid", scorer, ks, ecfg["mask_history"], ecfg["chunk_users"], max_len, device, progress)
     test = rank_split(data, "test", scorer, ks, ecfg["mask_history"], ecfg["chunk_users"], max_len, device, progress)
     doc = metrics_document(data, platform, run, valid, test, ecfg, ks, max_len, start, **info)
-    tracker = Tracker(params, "evaluate", f"{platform}/{run}/evaluate", [platform, setting, *filter(None, [point.name])],
-                      {"platform": platform, "setting": setting, "run": run, "evaluate": ecfg, **info})
+    tracker = Tracker(params, "evaluate", f"{platform}/{run}", [platform, setting, *filter(None, [point.name])],
+                      {"platform": platform, "setting": setting, "run": run, "variant": point.name or "main",
+                       "evaluate": ecfg, **info})
     tracker.summary({**{f"test/{k}": v for k, v in test["metrics"].items()},
                      **{f"valid/{k}": v for k, v in valid["metrics"].items()}, "users": test["users"]})
     tracker.finish()

@@ -211,7 +211,8 @@ def open_tracker(r: Run) -> Tracker:
     spec = r.spec
     tracker = Tracker(r.params, spec.job_type, r.name, [spec.platform, spec.setting, *spec.tags],
                       {"platform": spec.platform, "setting": spec.setting, "run": spec.name, "kind": spec.kind,
-                       "user_fraction": spec.user_fraction, "replicate": spec.variant.seed, "seed": r.seed,
+                       "variant": spec.variant.name or "main", "user_fraction": spec.user_fraction,
+                       "replicate": spec.variant.seed, "seed": r.seed,
                        "init_from": str(spec.init_from) if spec.init_from else None, "model": r.model.cfg.to_dict(),
                        "train": r.tcfg, "evaluate": r.params["evaluate"], "world_size": r.rt.world,
                        "device": str(r.rt.device), "threads": r.rt.threads, "cache": r.cache,

@@ -132,17 +132,17 @@ def _key(item) -> str:
 
 
 def read_offline_run(run_dir: str | Path) -> dict:
-    """{'config', 'history' (list of dicts), 'summary', 'group', 'job_type', 'tags'} of an offline run dir."""
+    """{'name', 'config', 'history' (list of dicts), 'summary', 'group', 'job_type', 'tags'} of an offline run dir."""
     run_dir = Path(run_dir)
     files = sorted(run_dir.glob("run-*.wandb"))
     if not files:
         raise TransrecError(f"no run-*.wandb file in {run_dir}")
-    out = {"config": {}, "history": [], "summary": {}, "group": None, "job_type": None, "tags": []}
+    out = {"name": None, "config": {}, "history": [], "summary": {}, "group": None, "job_type": None, "tags": []}
     for record in _records(files[0]):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run = record.run
-            out.update(group=run.run_group, job_type=run.job_type, tags=list(run.tags))
+            out.update(name=run.display_name, group=run.run_group, job_type=run.job_type, tags=list(run.tags))
             for item in run.config.update:
                 out["config"][_key(item)] = json.loads(item.value_json)
         elif kind == "config":
