@@ -46,9 +46,12 @@ def test_inputs_params_and_code_are_exact():
     assert {"src/transrec/model", "src/transrec/evaluate"} <= set(get("id").code())
     assert "seed" in jobs.job(params, "clean", platform="source").params
     report = jobs.job(params, "report")
-    n_runs = len(jobs.jobs(params)) - 5 * 6 - 1  # every evaluated run: metrics, and a train log unless popularity
+    n_runs = sum(j.step in ("pretrain", "transfer", "popularity") for j in jobs.jobs(params))  # evaluated runs
     assert report.code() == ["src/transrec/report"] and len(report.inputs) == 2 * n_runs - len(params["study"]["targets"])
     assert jobs.job(params, "pretrain", run="pretrain@src0.1").cmd.endswith("transrec pretrain --variant src0.1")
+    exports = [j for j in jobs.jobs(params) if j.step == "export"]  # each target's finetune model, top-100
+    assert len(exports) == len(params["study"]["targets"])
+    assert "results/models/mixed_target/finetune/best.pt" in jobs.job(params, "export", target="mixed_target").inputs
 
 
 @pytest.mark.parametrize("profile", sorted(p.name for p in (ROOT / "profiles").glob("*.yaml")))

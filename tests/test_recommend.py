@@ -172,3 +172,41 @@ def test_held_out_items_come_back_through_add_items(trained, tmp_path):
     assert 0.0 <= results["trained without them + add-items"]["hr@10"] <= 1.0
     assert results["trained without them + add-items"]["rankable"] == rankable  # catalogue - held + added
     assert results["random"]["hr@10"] == pytest.approx(10 / rankable, abs=1e-4)
+
+
+def test_export_writes_every_users_top_k_without_their_history(trained, tmp_path, capsys):
+    """`transrec export`: one row per user x rank, best first, none of the user's own items, the same list
+    `recommend` gives for the user's whole sequence; --users picks users; bad input is one line."""
+    from transrec.export import output_file
+
+    params, p, models, _ = trained
+    params = {**params, "evaluate": {**params["evaluate"], "chunk_users": 7}}  # several chunks
+    from transrec.export import export
+
+    out = export(params, models / "tgt" / "scratch", "tgt", k=5, progress=False)
+    frame = pl.read_parquet(out["file"])
+    assert Path(out["file"]) == output_file(params, models / "tgt" / "scratch", "tgt")
+    net, data, _ = load(params, models / "tgt" / "scratch", "tgt")
+    cat = catalogue(net, data, None)
+    users = pl.read_parquet(data.proc / "users.parquet").sort("user")["key"].to_list()
+    assert frame.height == 5 * len(users) and frame["user"].unique().len() == len(users)
+    for u in (0, len(users) - 1):
+        seq = [*data.train.get(u).tolist(), int(data.valid[u]), int(data.test[u])]
+        mine = frame.filter(pl.col("user") == users[u]).sort("rank")
+        assert mine["rank"].to_list() == [1, 2, 3, 4, 5] and mine["score"].is_sorted(descending=True)
+        assert not set(mine["item"].to_list()) & {cat.keys[i] for i in seq}  # never the user's own items
+        assert mine["item"].to_list() == [r["key"] for r in top_k(net, cat, seq, 5)]
+
+    picked = tmp_path / "users.txt"
+    picked.write_text(f"{users[2]}\n{users[0]}\n")
+    capsys.readouterr()
+    assert main(["export", "--model", str(models / "tgt" / "scratch"), "--platform", "tgt", "--k", "3",
+                 "--users", str(picked), *p]) == 0
+    assert "for 2 users of tgt" in capsys.readouterr().out
+    assert sorted(pl.read_parquet(out["file"])["user"].unique().to_list()) == sorted([users[0], users[2]])
+    picked.write_text("nobody\n")
+    assert main(["export", "--model", str(models / "tgt" / "scratch"), "--platform", "tgt", "--users", str(picked), *p]) == 2
+    assert "1 of 1 user keys are not users of tgt: nobody" in capsys.readouterr().err
+    assert main(["export", "--model", str(models / "tgt" / "id"), "--platform", "src", *p]) == 2
+    err = capsys.readouterr().err
+    assert "ID model trained on tgt" in err and "\n" not in err.strip()

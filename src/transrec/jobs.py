@@ -8,6 +8,7 @@ renders that list as dvc.yaml (`transrec dvc-yaml`; `--check` names the first di
 committed file). Steps:
 
     download | clean | resize | tokenize | split | cache   platform=<name>
+    export                                                 target=<name> (its finetune model's top-K)
     pretrain                                               run=pretrain[@src<f>]
     transfer                                               target=<name>, run=<setting>[@<variant>]
     popularity                                             platform=<target>
@@ -45,7 +46,9 @@ CODE = {
     "transfer": ("model", "train", "evaluate", "dataset.py", "runtime.py", "variants.py"),
     "popularity": ("evaluate", "train/evaluation.py", "dataset.py"),
     "report": ("report",),
+    "export": ("export.py", "recommend.py", "model", "train/build.py", "dataset.py"),
 }
+EXPORT_K = 100  # items per user in the study's exports
 TRAIN_PARAMS = ("model", "train", "evaluate")  # a training job evaluates its best checkpoint itself
 RUN_PATTERN = rf"(?:{'|'.join(SETTINGS)})(?:@[a-z0-9.\-]+)?"  # a transfer run name (Snakemake wildcard)
 
@@ -168,6 +171,13 @@ def job(params: dict, step: str, **wildcards: str) -> Job:
         info = _s([paths.run_info_file(params, p, "popularity")])
         return Job(step, (("platform", p),), f"transrec evaluate {p} popularity", _s(paths.processed_files(params, p)),
                    info, _s([paths.metrics_file(params, p, "popularity")]), ("evaluate",), uncached=info)
+    if step == "export":  # the finetune model of a target: every user's top-K
+        target = wildcards["target"]
+        model = paths.run_dir(params, target, "finetune") / "best.pt"
+        return Job(step, (("target", target),),
+                   f"transrec export --model {model.parent.as_posix()} --platform {target} --k {EXPORT_K}",
+                   _s([model, *_platform_inputs(params, target, True)]),
+                   _s([paths.recommendations_file(params, target, "finetune")]), params=("evaluate.chunk_users",))
     if step == "report":
         out = paths.report_dir(params)
         inputs = [paths.metrics_file(params, p, r) for p, r in study.evaluations(params)]
@@ -188,11 +198,19 @@ def jobs(params: dict) -> list[Job]:
         out.append(job(params, step, **({"run": run} if step == "pretrain" else {"platform": platform}
                                         if step == "popularity" else {"target": platform, "run": run})))
     out.append(job(params, "report"))
+    out += export_jobs(params)
     names = [j.name for j in out]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
         raise TransrecError(f"two jobs share the DVC stage name {clash[0]}: rename a platform")
     return out
+
+
+def export_jobs(params: dict) -> list[Job]:
+    """Each target's finetune model exported (when the study trains finetune)."""
+    if "finetune" not in study.settings(params):
+        return []
+    return [job(params, "export", target=t) for t in study.targets(params)]
 
 
 def train_threads(params: dict, gpus_present: int) -> int | None:

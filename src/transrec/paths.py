@@ -6,6 +6,7 @@
     <results>/models/<platform>/<run>/           best.pt, last.pt, train_log.json
     <results>/metrics/<platform>/<run>.json      one per evaluated run: test and valid metrics only (DVC metrics)
     <results>/run_info/<platform>/<run>.json     the same run's counts, protocol, checkpoint, W&B folder
+    <results>/recommendations/<platform>/<run>.parquet   transrec export: every user's top-K
     <results>/report/                            tables, plots, summary.json
 Every step, the job table (transrec.jobs) and so both front ends build paths here.
 """
@@ -49,6 +50,11 @@ def metrics_file(params: dict, platform: str, run: str) -> Path:
 def run_info_file(params: dict, platform: str, run: str) -> Path:
     """What a run's metrics file does not hold: counts, protocol, checkpoint, W&B folder (not a DVC metric)."""
     return Path(params["paths"]["results"]) / "run_info" / platform / f"{run}.json"
+
+
+def recommendations_file(params: dict, platform: str, run: str) -> Path:
+    """`transrec export`: every user's top-K of a run's model on a platform."""
+    return Path(params["paths"]["results"]) / "recommendations" / platform / f"{run}.parquet"
 
 
 def report_dir(params: dict) -> Path:

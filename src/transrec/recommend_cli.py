@@ -45,6 +45,22 @@ def _add_items(args) -> None:
           f"{out['stored']} added items on {args.platform} -> {out['file']}")
 
 
+def _export(args) -> None:
+    from pathlib import Path
+
+    from transrec import params as P
+    from transrec.export import export
+    from transrec.runtime import pick_device, set_threads
+
+    params = P.load(args.params)
+    device = pick_device(params["train"]["device"], 0)
+    if device.type == "cpu":
+        set_threads(params["train"]["num_threads"])
+    out = export(params, args.model, args.platform, args.k, Path(args.users) if args.users else None, device)
+    print(f"export: top {out['k']} of {out['items']} items ({out['added_items']} added) for {out['users']} users of "
+          f"{args.platform} -> {out['file']}")
+
+
 def add_commands(sub, common) -> None:
     p = sub.add_parser("recommend", parents=[common], help="top-K items for a history of item keys")
     p.add_argument("--model", required=True, help="a run's best.pt (or its folder)")
@@ -59,3 +75,9 @@ def add_commands(sub, common) -> None:
     p.add_argument("--platform", required=True, help="the platform the items join")
     p.add_argument("--items", required=True, help="CSV or parquet: key, and text/title and/or image (path), [modality]")
     p.set_defaults(func=_add_items)
+    p = sub.add_parser("export", parents=[common], help="top-K recommendations of every user to parquet")
+    p.add_argument("--model", required=True, help="a run's best.pt (or its folder)")
+    p.add_argument("--platform", required=True, help="platform whose users and items (another one: zero-shot)")
+    p.add_argument("--k", type=int, default=100, help="items per user (default 100)")
+    p.add_argument("--users", default=None, help="a file of user keys, one per line (default: every user)")
+    p.set_defaults(func=_export)

@@ -11,6 +11,18 @@ from pathlib import Path
 
 from transrec.errors import TransrecError
 
+# Snakemake invocations that run no job: they neither need the run lock nor are refused by it.
+NOT_RUNNING = {"-n", "--dry-run", "--dryrun", "--lint", "--rulegraph", "--dag", "--filegraph", "--d3dag", "--report",
+               "--unlock", "--list", "-l", "--list-rules", "--list-target-rules", "--summary", "-S",
+               "--detailed-summary", "-D", "--cleanup-metadata", "--list-changes", "--lc", "--containerize",
+               "--print-compilation", "--export-cwl", "--archive", "--delete-all-output", "--delete-temp-output"}
+
+
+def runs_jobs(argv: list[str], dryrun: bool = False) -> bool:
+    """Whether this snakemake invocation executes jobs (Snakemake only knows once the Snakefile is read)."""
+    flags = {a.split("=", 1)[0] for a in argv[1:] if a.startswith("-")}
+    return not dryrun and not (flags & NOT_RUNNING)
+
 
 def hold(folder: str | os.PathLike = ".snakemake"):
     """Take the folder's run lock for the life of this process (keep the returned file open)."""

@@ -103,3 +103,21 @@ rule report:
         f"{LOGS}/report.log",
     shell:
         "{params.cmd} > {log} 2>&1"
+
+
+rule export:
+    input:
+        inputs_of("export"),
+    output:
+        transrec_jobs.job(config, "export", target="{target}").outputs,
+    wildcard_constraints:
+        target="|".join(TARGETS),
+    params:
+        cmd=cmd_of("export"),
+        settings=params_of("export"),
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/export/{{target}}.log",
+    shell:
+        "{params.cmd} > {log} 2>&1"
