@@ -74,6 +74,7 @@ def _second_run_is_refused(work: Path):
                         if not line.startswith("Using workflow specific profile"))  # Snakemake's notice
         assert second.returncode != 0 and len(err.splitlines()) == 1, err
         assert f"another snakemake (pid {first.pid}) is running in" in err
+        assert run([str(BIN / "snakemake"), "-n", "--cores", "1"], work).returncode == 0  # a dry run may look
     return check
 
 

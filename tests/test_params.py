@@ -97,3 +97,25 @@ def test_a_study_without_a_source_runs_only_scratch_and_id():
     params["transfer"]["settings"] = ["scratch", "finetune"]
     with pytest.raises(TransrecError, match="study.source is null, but finetune start"):
         study.check(params)
+
+
+def test_the_schema_names_exactly_the_settings_the_code_runs():
+    """transrec.train.settings.SETTINGS is the one list; the schema's two enums must follow it."""
+    from transrec.params import schema
+    from transrec.train.settings import SETTINGS
+
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if set(node.get("enum", [])) >= {"scratch", "finetune"}:
+                found.append(tuple(node["enum"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema())
+    # transfer.settings takes every setting; study.scaling.settings those that train (zero_shot does not)
+    assert sorted(map(set, found), key=len) == [set(SETTINGS) - {"zero_shot"}, set(SETTINGS)], found

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transrec.errors import TransrecError
+from transrec.train.settings import SETTINGS
 from transrec.variants import split_run
 
-SETTING_ORDER = ("popularity", "id", "scratch", "finetune", "frozen", "zero_shot", "pretrain")
+# table order: the baselines, then the transfer settings as declared, then the source model
+SETTING_ORDER = ("popularity", "id", *(s for s in SETTINGS if s != "id"), "pretrain")
 HEADLINE = ("hr@10", "ndcg@10")
 
 
