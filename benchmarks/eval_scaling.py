@@ -44,7 +44,8 @@ from train_throughput import machine, peak_mib, reset_peak, rss_mib  # noqa: E40
 
 def synthetic_features(n_items: int, model, image_size: int, encode: str, seed: int):
     """ItemFeatures for n_items: alternate text/image items, token ids like the tokenizer's, pixels or cache rows."""
-    from transrec.model.items import IMAGE, TEXT, ItemFeatures
+    from transrec.data.platform import IMAGE, TEXT
+    from transrec.model.items import ItemFeatures
 
     rng = np.random.default_rng(seed)
     modality = np.where(rng.random(n_items) < 0.5, TEXT, IMAGE).astype(np.int64)
@@ -76,7 +77,7 @@ def synthetic_features(n_items: int, model, image_size: int, encode: str, seed: 
 
 def synthetic_users(n_users: int, modality: np.ndarray, seed: int):
     """A PlatformData stand-in with n_users random leave-one-out sequences over the catalogue."""
-    from transrec.dataset import PlatformData, Sequences
+    from transrec.data.platform import PlatformData, Sequences
 
     rng = np.random.default_rng(seed + 1)
     n_items = len(modality)

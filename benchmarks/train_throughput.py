@@ -42,11 +42,11 @@ from pathlib import Path
 import torch
 
 from transrec import params as P
-from transrec.dataset import PlatformData
-from transrec.model.items import BOTH, IMAGE, TEXT
+from transrec.data.platform import BOTH, IMAGE, TEXT, PlatformData
+from transrec.model.build import build_model
+from transrec.model.items import item_features
 from transrec.paths import processed_dir
 from transrec.runtime import set_threads
-from transrec.train.build import build_model
 from transrec.train.data import Batches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,7 +291,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     data = PlatformData(proc, args.platform)
     model = build_model(params, data, "content", device, use_cache=True, dtype=tcfg["cache_dtype"])
-    features = {"cache": model.features, "full": data.features(None, device)}
+    features = {"cache": model.features, "full": item_features(data, None, device)}
     init_state = copy.deepcopy(model.state_dict())
     batches = take_batches(data, model.cfg, batch_size, seed, args.warmup + args.steps)
     counts = [batch_counts(b) for b in batches[args.warmup:]]

@@ -7,11 +7,11 @@ import torch
 
 from tiny import with_results
 from transrec.cli import main
-from transrec.dataset import PlatformData
+from transrec.data.platform import PlatformData
 from transrec.errors import TransrecError
+from transrec.model import cache as frozen_cache
+from transrec.model.build import build_model
 from transrec.paths import cache_dir
-from transrec.train import cache as frozen_cache
-from transrec.train.build import build_model
 from transrec.train.data import Batches
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -101,9 +101,9 @@ def test_ddp_two_processes_match_one_process(world, tmp_path):
 
 def _initial_weights(params: dict) -> dict:
     """The model as built before any step (Recommender seeds its own initialisation)."""
-    from transrec.dataset import PlatformData
+    from transrec.data.platform import PlatformData
     from transrec.model import checkpoint as ckpt
-    from transrec.train.build import build_model
+    from transrec.model.build import build_model
 
     data = PlatformData(Path(params["paths"]["data"]) / "processed" / "tgt", "tgt")
     model = build_model(params, data, "content", "cpu", use_cache=True, dtype=params["train"]["cache_dtype"])
@@ -111,7 +111,7 @@ def _initial_weights(params: dict) -> dict:
 
 
 def _uneven_rank_targets(params: dict) -> bool:
-    from transrec.dataset import PlatformData
+    from transrec.data.platform import PlatformData
     from transrec.model.config import ModelConfig
     from transrec.train.data import Batches
 

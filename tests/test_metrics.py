@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from transrec.dataset import PlatformData, Sequences
+from transrec.data.platform import DROPPED, IMAGE, TEXT, PlatformData, Sequences
 from transrec.evaluate.metrics import metrics_from_ranks, ndcg_at, pessimistic_ranks
 from transrec.evaluate.ranking import popularity_scorer, rank_split
-from transrec.model.items import DROPPED, IMAGE, TEXT
 
 
 def test_pessimistic_ranks_and_metrics_match_hand_values():

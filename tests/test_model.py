@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from tiny import tiny_bert
-from transrec.dataset import PlatformData, Sequences
+from transrec.data.platform import BOTH, DROPPED, IMAGE, TEXT, PlatformData, Sequences
 from transrec.errors import TransrecError
 from transrec.model.config import ImageEncoderConfig, ModelConfig, TextEncoderConfig, UserEncoderConfig
 from transrec.model.image import ImageEncoder
-from transrec.model.items import BOTH, DROPPED, IMAGE, TEXT, ItemFeatures
+from transrec.model.items import ItemFeatures
 from transrec.model.recommender import Recommender
 from transrec.model.text import TextEncoder
 from transrec.model.user import UserEncoder

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from transrec.dataset import PlatformData, Sequences
+from transrec.data.platform import DROPPED, TEXT, PlatformData, Sequences
 from transrec.errors import TransrecError
 from transrec.model.config import ModelConfig, UserEncoderConfig
-from transrec.model.items import DROPPED, TEXT, ItemFeatures
+from transrec.model.items import ItemFeatures
 from transrec.model.recommender import Recommender
 from transrec.train.data import Batches
 from transrec.train.loop import lr_scale

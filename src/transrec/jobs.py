@@ -41,12 +41,12 @@ CODE = {
     "resize": ("data/images.py",),
     "tokenize": ("data/text.py",),
     "split": ("data/split.py",),
-    "cache": ("model", "train/cache.py", "dataset.py"),
-    "pretrain": ("model", "train", "evaluate", "dataset.py", "runtime.py", "variants.py"),
-    "transfer": ("model", "train", "evaluate", "dataset.py", "runtime.py", "variants.py"),
-    "popularity": ("evaluate", "train/evaluation.py", "dataset.py"),
+    "cache": ("model", "data/platform.py"),
+    "pretrain": ("model", "train", "evaluate", "data/platform.py", "runtime.py", "variants.py"),
+    "transfer": ("model", "train", "evaluate", "data/platform.py", "runtime.py", "variants.py"),
+    "popularity": ("evaluate", "train/evaluation.py", "model", "data/platform.py"),
     "report": ("report",),
-    "export": ("export.py", "recommend.py", "model", "train/build.py", "dataset.py"),
+    "export": ("export.py", "recommend.py", "model", "data/platform.py"),
 }
 EXPORT_K = 100  # items per user in the study's exports
 TRAIN_PARAMS = ("model", "train", "evaluate")  # a training job evaluates its best checkpoint itself

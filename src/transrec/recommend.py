@@ -23,16 +23,12 @@ import numpy as np
 import polars as pl
 import torch
 
-from transrec import params as P
 from transrec.atomic import write_parquet
-from transrec.dataset import PlatformData
+from transrec.data.platform import DROPPED, MODALITY_CODES, PlatformData
 from transrec.errors import TransrecError
-from transrec.model import checkpoint as ckpt
-from transrec.model.config import ModelConfig
-from transrec.model.items import DROPPED, MODALITY_CODES, ItemFeatures
-from transrec.paths import processed_dir
+from transrec.model.build import load_trained
+from transrec.model.items import ItemFeatures
 from transrec.runtime import pick_device, set_threads
-from transrec.train.build import build_model
 
 
 @dataclass
@@ -67,26 +63,7 @@ def added_path(model: str | Path, platform: str) -> Path:
 
 def load(params: dict, model: str | Path, platform: str, device="cpu"):
     """(model, platform data, payload) with the model pointed at `platform`'s items."""
-    path = model_path(model)
-    payload = ckpt.read(path)
-    P.platform_config(params, platform)  # unknown platform -> one line
-    proc = processed_dir(params, platform)
-    data = PlatformData(proc, platform)
-    kind = payload["kind"]
-    if kind == "id" and platform != payload.get("platform"):
-        raise TransrecError(f"{path} is an ID model trained on {payload.get('platform')}: it has no vectors for "
-                            f"{platform}'s items (zero-shot needs a content model)")
-    cfg = ModelConfig.from_dict(payload["model_config"])
-    tcfg = params["train"]
-    try:  # the frozen-layer cache is only a speed-up: a missing or stale one means full encoders
-        net = build_model(params, data, kind, device, bool(tcfg["cache"]) and kind == "content", tcfg["cache_dtype"], cfg=cfg)
-    except TransrecError:
-        net = build_model(params, data, kind, device, False, tcfg["cache_dtype"], cfg=cfg)
-    report = ckpt.load_into(net, payload, str(path))
-    if report["counts"]["unused"]:
-        raise TransrecError(f"{path} does not fit the model it describes: {ckpt.summarize(report).splitlines()[0]}")
-    net.eval()
-    return net, data, payload
+    return load_trained(params, model_path(model), platform, device)
 
 
 def catalogue(net, data: PlatformData, added: Path | None) -> Catalogue:

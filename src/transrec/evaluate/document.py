@@ -11,7 +11,7 @@ import json
 import time
 
 from transrec.atomic import write_json
-from transrec.dataset import PlatformData
+from transrec.data.platform import PlatformData
 from transrec.paths import metrics_file, run_info_file
 
 METRIC_KEYS = ("test", "valid", "wall_s")

@@ -13,9 +13,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from transrec.dataset import PlatformData
+from transrec.data.platform import DROPPED, PlatformData
 from transrec.evaluate.metrics import metric_sums, pessimistic_ranks
-from transrec.model.items import DROPPED
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 

@@ -18,12 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from transrec.data.platform import BOTH, IMAGE, TEXT, PlatformData
 from transrec.model.config import ModelConfig
 from transrec.model.image import ImageEncoder
 from transrec.model.text import TextEncoder
-
-DROPPED, TEXT, IMAGE, BOTH = 0, 1, 2, 3
-MODALITY_CODES = {"dropped": DROPPED, "text": TEXT, "image": IMAGE, "both": BOTH}
 
 
 @dataclass
@@ -154,3 +152,18 @@ class IdTower(nn.Module):
 
     def encoder_top_parameters(self) -> list[nn.Parameter]:
         return []
+
+
+def item_features(data: PlatformData, cache: dict | None = None, device="cpu") -> ItemFeatures:
+    """A processed platform's catalogue as model inputs (with the frozen-layer cache when given)."""
+    width = int(data.text_len.max(initial=1))
+    f = ItemFeatures(
+        modality=torch.from_numpy(data.modality),
+        text_ids=torch.from_numpy(np.ascontiguousarray(data.text_ids[:, :max(width, 1)]).astype(np.int64)),
+        text_len=torch.from_numpy(data.text_len),
+        image_row=torch.from_numpy(data.image_row),
+        images=data.images if data.images.ndim == 4 and len(data.images) else None,
+    )
+    if cache is not None:
+        f.text_cache, f.text_row, f.image_cache = cache["text"], cache["text_row"], cache["image"]
+    return f.to(device)

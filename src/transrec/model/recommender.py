@@ -22,8 +22,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from transrec.data.platform import DROPPED
 from transrec.model.config import ModelConfig
-from transrec.model.items import DROPPED, ContentTower, IdTower, ItemFeatures
+from transrec.model.items import ContentTower, IdTower, ItemFeatures
 from transrec.model.user import UserEncoder
 
 KINDS = ("content", "id")

@@ -17,12 +17,12 @@ def _cache(args) -> None:
     import torch
 
     from transrec import params as P
-    from transrec.dataset import PlatformData
+    from transrec.data.platform import PlatformData
+    from transrec.model import cache
     from transrec.model.config import ModelConfig
     from transrec.model.items import ContentTower
     from transrec.paths import cache_dir, processed_dir
     from transrec.runtime import pick_device, set_threads
-    from transrec.train import cache
     from transrec.train.settings import require_learning
 
     params = require_learning(P.load(args.params))

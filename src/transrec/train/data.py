@@ -1,4 +1,4 @@
-"""The batches training draws from a platform (transrec.dataset.PlatformData).
+"""The batches training draws from a platform (transrec.data.platform.PlatformData).
 
 Batches are deterministic functions of (seed, epoch, step): the user order of an epoch comes from
 a generator seeded with (seed, epoch) and the negatives of a step from (seed, epoch, step), so a
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from transrec.dataset import PlatformData, Sequences, left_pad
+from transrec.data.platform import PlatformData, Sequences, left_pad
 from transrec.errors import TransrecError
 from transrec.model.config import ModelConfig
 

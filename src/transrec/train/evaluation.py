@@ -11,15 +11,13 @@ from __future__ import annotations
 import time
 
 from transrec import params as P
-from transrec.dataset import PlatformData
+from transrec.data.platform import PlatformData
 from transrec.errors import TransrecError
 from transrec.evaluate.document import metrics_document, write_run
 from transrec.evaluate.ranking import model_scorer, popularity_scorer, rank_split
-from transrec.model import checkpoint as ckpt
-from transrec.model.config import ModelConfig
+from transrec.model.build import load_trained
 from transrec.paths import processed_dir, run_dir
 from transrec.runtime import pick_device, set_threads
-from transrec.train.build import build_model
 from transrec.train.settings import EVAL_SETTINGS
 from transrec.train.tracking import Tracker
 from transrec.variants import split_run
@@ -36,12 +34,11 @@ def evaluate(params: dict, platform: str, run: str, progress: bool = True) -> di
     device = pick_device(tcfg["device"], 0)
     if device.type == "cpu":
         set_threads(tcfg["num_threads"])
-    proc = processed_dir(params, platform)
-    P.platform_config(params, platform)
-    data = PlatformData(proc, platform)
     ks = sorted(set(ecfg["ks"]) | {10})
     info: dict = {}
     if setting == "popularity":
+        P.platform_config(params, platform)
+        data = PlatformData(processed_dir(params, platform), platform)
         scorer, max_len = popularity_scorer(data, device), params["model"]["user_encoder"]["max_len"]
     else:
         path = run_dir(params, platform, run) / "best.pt"
@@ -49,16 +46,8 @@ def evaluate(params: dict, platform: str, run: str, progress: bool = True) -> di
             how = (f"transrec pretrain{' --variant ' + point.name if point.name else ''}" if setting == "pretrain"
                    else f"transrec transfer {platform} {run}")
             raise TransrecError(f"{path} not found: run `{how}` first")
-        payload = ckpt.read(path)
-        cfg = ModelConfig.from_dict(payload["model_config"])
-        model = build_model(params, data, payload["kind"], device, bool(tcfg["cache"]) and payload["kind"] == "content",
-                            tcfg["cache_dtype"], cfg=cfg)
-        report = ckpt.load_into(model, payload, str(path))
-        if report["counts"]["unused"] or any(not r.startswith("frozen encoder bottom") for r in report["not_loaded"].values()):
-            raise TransrecError(f"{path} does not fit the model it describes: {ckpt.summarize(report).splitlines()[0]}")
-        if payload.get("items_frozen"):
-            model.freeze_items()
-        scorer, max_len = model_scorer(model, device), cfg.user_encoder.max_len
+        model, data, payload = load_trained(params, path, platform, device)
+        scorer, max_len = model_scorer(model, device), model.cfg.user_encoder.max_len
         info = {"checkpoint": str(path), "epoch": payload.get("epoch"), "kind": payload["kind"]}
     valid = rank_split(data, "valid", scorer, ks, ecfg["mask_history"], ecfg["chunk_users"], max_len, device, progress)
     test = rank_split(data, "test", scorer, ks, ecfg["mask_history"], ecfg["chunk_users"], max_len, device, progress)

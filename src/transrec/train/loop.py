@@ -38,15 +38,15 @@ import torch
 from tqdm import tqdm
 
 from transrec.atomic import write_json
-from transrec.dataset import PlatformData
+from transrec.data.platform import PlatformData
 from transrec.evaluate.document import metrics_document, write_run
 from transrec.evaluate.ranking import model_scorer, rank_split
+from transrec.model import cache as frozen_cache
 from transrec.model import checkpoint as ckpt
+from transrec.model.build import build_model
 from transrec.model.recommender import Recommender
 from transrec.paths import metrics_file, processed_dir
 from transrec.runtime import Runtime, mean_over_ranks, rank0_flag, setup, teardown
-from transrec.train import cache as frozen_cache
-from transrec.train.build import build_model
 from transrec.train.data import Batches, epoch_batches
 from transrec.train.settings import RunSpec
 from transrec.train.tracking import Tracker

@@ -14,7 +14,10 @@ import polars as pl
 import torch
 
 from transrec.errors import TransrecError
-from transrec.model.items import DROPPED, MODALITY_CODES, ItemFeatures
+
+# catalog.parquet's modality column as the model reads it
+DROPPED, TEXT, IMAGE, BOTH = 0, 1, 2, 3
+MODALITY_CODES = {"dropped": DROPPED, "text": TEXT, "image": IMAGE, "both": BOTH}
 
 NEEDED = ("catalog.parquet", "split.parquet", "text_ids.npy", "text_mask.npy", "images.npy")
 
@@ -77,19 +80,6 @@ class PlatformData:
 
     def uses_image(self) -> np.ndarray:
         return np.isin(self.modality, [MODALITY_CODES["image"], MODALITY_CODES["both"]])
-
-    def features(self, cache: dict | None = None, device="cpu") -> ItemFeatures:
-        width = int(self.text_len.max(initial=1))
-        f = ItemFeatures(
-            modality=torch.from_numpy(self.modality),
-            text_ids=torch.from_numpy(np.ascontiguousarray(self.text_ids[:, :max(width, 1)]).astype(np.int64)),
-            text_len=torch.from_numpy(self.text_len),
-            image_row=torch.from_numpy(self.image_row),
-            images=self.images if self.images.ndim == 4 and len(self.images) else None,
-        )
-        if cache is not None:
-            f.text_cache, f.text_row, f.image_cache = cache["text"], cache["text_row"], cache["image"]
-        return f.to(device)
 
     def check_tokenizer(self, encoder_name: str) -> None:
         if self.tokenizer is not None and self.tokenizer != encoder_name and self.uses_text().any():

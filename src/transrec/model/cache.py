@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from transrec.atomic import write_json, write_npy
-from transrec.dataset import PlatformData
+from transrec.data.platform import PlatformData
 from transrec.errors import TransrecError
 from transrec.model.items import ContentTower
 
