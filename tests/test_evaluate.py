@@ -12,7 +12,7 @@ from transrec.evaluate.document import read_run
 from transrec.model import checkpoint as ckpt
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = ("scratch", "finetune", "frozen", "zero_shot", "id")
+SETTINGS = ("scratch", "finetune", "lora", "frozen", "zero_shot", "id")
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +80,28 @@ def test_settings_start_from_what_they_should(study):
     assert frozen["items_frozen"]
     assert all(torch.equal(frozen["state"][k], v) for k, v in source.items() if k.startswith("items."))  # fixed
     assert any(not torch.equal(frozen["state"][k], v) for k, v in source.items() if k.startswith("user."))
-    for setting, loaded in (("finetune", True), ("frozen", True), ("zero_shot", True), ("scratch", False)):
+    for setting, loaded in (("finetune", True), ("lora", True), ("frozen", True), ("zero_shot", True), ("scratch", False)):
         log = json.loads((models / "tgt" / setting / "train_log.json").read_text())
         assert (log["load_report"] is not None) == loaded
         if loaded:
             assert log["load_report"]["counts"]["loaded"] > 0 and log["load_report"]["counts"]["unused"] == 0
             assert all(r.startswith("frozen encoder bottom") for r in log["load_report"]["not_loaded"].values())
     assert ckpt.read(models / "tgt" / "id" / "best.pt")["kind"] == "id"
+
+
+def test_lora_trains_adapters_and_saves_a_plain_model(study):
+    params, _, _, _ = study
+    models = Path(params["paths"]["results"]) / "models"
+    source = ckpt.read(models / "src" / "pretrain" / "best.pt")["state"]
+    lora, finetune = (ckpt.read(models / "tgt" / s / "best.pt")["state"] for s in ("lora", "finetune"))
+    assert set(lora) == set(finetune)  # adapters merged: the plain architecture, for evaluate/recommend/export
+    top = [k for k in source if k.startswith("items.text.top.")]
+    adapted = [k for k in top if k.endswith(("query.weight", "value.weight"))]
+    assert adapted and all(not torch.equal(lora[k], source[k]) for k in adapted)  # W + B A
+    assert all(torch.equal(lora[k], source[k]) for k in top if k not in adapted)  # the block's own weights fixed
+    assert any(not torch.equal(finetune[k], source[k]) for k in top if k not in adapted)  # finetune trains them
+    logs = {s: json.loads((models / "tgt" / s / "train_log.json").read_text()) for s in ("lora", "finetune")}
+    assert 0 < logs["lora"]["trainable_parameters"] < logs["finetune"]["trainable_parameters"]
 
 
 def test_user_errors_are_one_line(study, tmp_path, capsys):

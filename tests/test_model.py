@@ -264,3 +264,51 @@ def test_rank_shards_average_to_the_global_batch_gradient(negatives):
     shards = [grads(next(batches.epoch(0, rank=r, world=3))) for r in range(3)]
     for g, *per_rank in zip(whole, *shards):
         torch.testing.assert_close(sum(per_rank) / 3, g, atol=1e-6, rtol=1e-5)
+
+
+def test_lora_adapts_only_the_trainable_blocks_and_merges_exactly(bert):
+    from transrec.model import checkpoint as ckpt
+    from transrec.model import lora
+
+    m = model(bert).eval()
+    plain_keys = set(ckpt.model_state(m))
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    adapted = lora.add_adapters(m, rank=2, alpha=4, dropout=0.0)
+    layers = lora.adapted_layers(m)
+    assert adapted == len(layers) > 0
+    assert {n.split(".")[1] for n in layers} == {"text", "image"}
+    assert all(n.startswith("items.text.top.") and n.rsplit(".", 1)[-1] in ("query", "value")
+               for n in layers if ".text." in n)
+    assert all(n.startswith(f"items.image.units.{m.items.image.frozen_depth}.") for n in layers if ".image." in n)
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert not any(n.startswith(("items.text.top.", "items.image.units.")) and "lora_" not in n for n in trainable)
+    assert any(n.startswith("items.text.proj") for n in trainable) and any(n.startswith("user.") for n in trainable)
+    groups = {g["name"]: g for g in m.param_groups(1e-3, 1e-4, 0.0)}
+    assert "encoder_top" not in groups  # adapters learn at lr; the blocks' own weights do not train
+    with torch.no_grad():
+        torch.testing.assert_close(m.encode_catalog(), Recommender.encode_catalog(m))  # B = 0: no change yet
+        for layer in layers.values():
+            layer.lora_B["default"].weight.normal_(0, 0.5)
+        out = m.encode_catalog()
+    state = ckpt.model_state(m)  # merged: the plain model's keys
+    assert set(state) == plain_keys
+    raw = ckpt.model_state(m, merge_adapters=False)
+    assert any("lora_A" in k for k in raw) and not any("lora_" in k for k in state)
+    changed = {k for k in state if not torch.equal(state[k], before[k])}
+    assert changed and all(k.rsplit(".", 2)[-2] in ("query", "value") or "conv" in k for k in changed)
+    plain = model(bert).eval()
+    assert ckpt.load_into(plain, {"format": ckpt.FORMAT, "state": state})["counts"]["unused"] == 0
+    with torch.no_grad():
+        torch.testing.assert_close(plain.encode_catalog(), out, atol=1e-5, rtol=1e-4)
+    lora.remove_adapters(m)
+    assert not lora.adapted_layers(m) and set(ckpt.model_state(m)) == plain_keys
+
+
+def test_lora_on_a_model_without_trainable_blocks_is_one_line(bert):
+    from transrec.model import lora
+
+    m = model(bert, text_encoder=TextEncoderConfig(name=str(bert), trainable_blocks=0),
+              image_encoder=ImageEncoderConfig(trainable_blocks=0))
+    with pytest.raises(TransrecError, match="trainable_blocks >= 1") as err:
+        lora.add_adapters(m, rank=2, alpha=4, dropout=0.0)
+    assert "\n" not in str(err.value)

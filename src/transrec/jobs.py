@@ -165,7 +165,8 @@ def job(params: dict, step: str, **wildcards: str) -> Job:
         outputs, metrics = train_outputs(params, target, run)
         return Job(step, (("target", target), ("run", run)),
                    f"transrec gpu-run --gpus {gpus} -- transrec transfer {target} {run}", _s(inputs), outputs,
-                   metrics, TRAIN_PARAMS, uncached=outputs[-1:], gpus=gpus)
+                   metrics, TRAIN_PARAMS + (("transfer.lora",) if setting == "lora" else ()), uncached=outputs[-1:],
+                   gpus=gpus)
     if step == "popularity":
         p = wildcards["platform"]
         info = _s([paths.run_info_file(params, p, "popularity")])

@@ -16,6 +16,7 @@ import torch
 
 from transrec.atomic import atomic_path
 from transrec.errors import TransrecError
+from transrec.model import lora
 from transrec.model.config import ModelConfig
 from transrec.model.recommender import Recommender
 
@@ -23,9 +24,14 @@ FORMAT = 1
 ID_TABLE = "items.table."
 
 
-def model_state(model: Recommender) -> dict:
+def model_state(model: Recommender, merge_adapters: bool = True) -> dict:
+    """The weights to save. LoRA adapters (the lora setting) are merged into their layers unless
+    merge_adapters is False (last.pt: a resumed run continues the adapters themselves)."""
     frozen = tuple(model.frozen_prefixes())
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith(frozen)}
+    state = model.state_dict()
+    if merge_adapters:
+        state = lora.merged_state(model, state)
+    return {k: v.detach().cpu().clone() for k, v in state.items() if not k.startswith(frozen)}
 
 
 def save(path: str | Path, payload: dict) -> None:

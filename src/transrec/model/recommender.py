@@ -189,8 +189,10 @@ class Recommender(nn.Module):
     def param_groups(self, lr: float, encoder_lr: float, weight_decay: float) -> list[dict]:
         encoder = {id(p) for p in self.items.encoder_top_parameters()}
         trainable = [(name, p) for name, p in self.named_parameters() if p.requires_grad]
-        enc = [p for _, p in trainable if id(p) in encoder]
-        rest = [p for _, p in trainable if id(p) not in encoder]
+        # LoRA adapters sit inside the encoder blocks but are new weights (B starts at zero): they learn at
+        # `lr` like the heads; encoder_lr is for the pre-trained weights themselves
+        enc = [p for name, p in trainable if id(p) in encoder and "lora_" not in name]
+        rest = [p for name, p in trainable if id(p) not in encoder or "lora_" in name]
         groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay, "name": "model"}]
         if enc:
             groups.append({"params": enc, "lr": encoder_lr, "weight_decay": weight_decay, "name": "encoder_top"})

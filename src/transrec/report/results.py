@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transrec.errors import TransrecError
-from transrec.train.settings import SETTINGS
+from transrec.train.settings import FROM_SOURCE, SETTINGS
 from transrec.variants import split_run
 
 # table order: the baselines, then the transfer settings as declared, then the source model
@@ -117,5 +117,5 @@ def scaling(cells: dict[tuple, Cell], axis: str, metric: str = "ndcg@10") -> lis
         fractions[(r["platform"], r["setting"])].add(r["fraction"])
     rows = [r for r in rows if len(fractions[(r["platform"], r["setting"])]) > 1]
     if axis == "src":  # source size only changes models that use the source
-        rows = [r for r in rows if r["setting"] in ("finetune", "frozen", "zero_shot")]
+        rows = [r for r in rows if r["setting"] in FROM_SOURCE]
     return sorted(rows, key=lambda r: (r["platform"], _setting_rank(r["setting"]), r["fraction"]))

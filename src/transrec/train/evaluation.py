@@ -1,7 +1,7 @@
 """`transrec evaluate PLATFORM RUN` -> {paths.results}/metrics/<platform>/<RUN>.json
 
 RUN: popularity (train-interaction counts, no model), or a trained run, SETTING[@VARIANT] with SETTING
-pretrain | scratch | finetune | frozen | zero_shot | id: its best.pt evaluated again (the training
+pretrain | scratch | finetune | lora | frozen | zero_shot | id: its best.pt evaluated again (the training
 commands write the same file when they finish; this re-evaluates, e.g. after changing `evaluate`).
 Leave-one-out test (context: train + validation item) and validation (context: train), full
 ranking over every non-dropped item, history masked (evaluate.mask_history), ties pessimistic.

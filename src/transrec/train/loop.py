@@ -43,6 +43,7 @@ from transrec.evaluate.document import metrics_document, write_run
 from transrec.evaluate.ranking import model_scorer, rank_split
 from transrec.model import cache as frozen_cache
 from transrec.model import checkpoint as ckpt
+from transrec.model import lora
 from transrec.model.build import build_model
 from transrec.model.recommender import Recommender
 from transrec.paths import metrics_file, processed_dir
@@ -110,6 +111,7 @@ class Run:
     optimizer: torch.optim.Optimizer | None
     load_report: dict | None        # what the source checkpoint filled (finetune, frozen, zero_shot)
     cache: bool                     # the catalogue comes from the frozen-layer cache
+    trainable: int                  # parameters the optimizer updates
     started: float = field(default_factory=time.time)
     # position: epochs done, steps done within the current epoch, steps done in all; early-stop state
     state: dict = field(default_factory=lambda: {"epoch": 0, "epoch_step": 0, "step": 0, "best": float("-inf"),
@@ -165,11 +167,14 @@ def prepare(params: dict, spec: RunSpec) -> Run:
         load_report = ckpt.load_into(model, ckpt.read(spec.init_from), str(spec.init_from), transfer=True)
         if rt.master:
             print(f"{spec.platform}/{spec.name}: " + ckpt.summarize(load_report))
+    if spec.adapters:  # after loading: the source's trained blocks become the adapters' fixed base
+        lora.add_adapters(model, **params["transfer"]["lora"])
     if spec.freeze_items:
         model.freeze_items()
     fingerprint = _hash_json({"model": model.cfg.to_dict(), "train": {k: v for k, v in tcfg.items()
                                                                        if k not in ("num_threads", "device", "loader_workers")},
                               "spec": [spec.platform, spec.name, spec.kind, spec.freeze_items, spec.train],
+                              "lora": params["transfer"]["lora"] if spec.adapters else None,
                               "init": frozen_cache.file_hash(spec.init_from) if spec.init_from else None,
                               "split": frozen_cache.file_hash(data.proc / "split.parquet"), "world": rt.world})
     optimizer = None
@@ -178,7 +183,8 @@ def prepare(params: dict, spec: RunSpec) -> Run:
                                       betas=(0.9, 0.999))
     seed = tcfg["seed"] + spec.variant.seed
     torch.manual_seed(seed)
-    return Run(params, spec, tcfg, rt, data, model, seed, fingerprint, optimizer, load_report, use_cache)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) if spec.train else 0
+    return Run(params, spec, tcfg, rt, data, model, seed, fingerprint, optimizer, load_report, use_cache, trainable)
 
 
 def resume(r: Run, restart: bool = False) -> bool:
@@ -311,8 +317,8 @@ def validate(r: Run, losses: list[float], t0: float, progress: bool = True) -> b
                    f"hr@10 {valid['metrics']['hr@10']:.4f}  ({entry['wall_s']:.1f} s)"
                    + ("  best" if state["best_step"] == step else ""))
         ckpt.save(r.out / "last.pt", {"format": ckpt.FORMAT, "fingerprint": r.fingerprint,
-                                      "model": ckpt.model_state(r.model), "optimizer": r.optimizer.state_dict(),
-                                      "rng": _rng_state(), "state": state})
+                                      "model": ckpt.model_state(r.model, merge_adapters=False),
+                                      "optimizer": r.optimizer.state_dict(), "rng": _rng_state(), "state": state})
         write_log(r, False)
     return rank0_flag(r.rt, stop)
 
@@ -334,6 +340,7 @@ def write_log(r: Run, complete: bool, extra: dict | None = None) -> dict:
            "threads": r.rt.threads, "world_size": r.rt.world, "cache": r.cache, "resumed": r.resumed,
            "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU slot gpu-run gave the job
            "started_unix": r.started, "written_unix": time.time(),
+           "trainable_parameters": r.trainable,
            "evaluations": state["log"], "steps": state["step"], "best_step": state["best_step"],
            "best_epoch": state["best_epoch"],
            "best_valid_" + MONITOR: None if state["best"] == float("-inf") else state["best"],
@@ -352,6 +359,8 @@ def finish(r: Run, progress: bool = True) -> dict:
         valid = r.evaluate("valid", progress)  # zero_shot (or no step at all): the loaded model is the best model
         state.update(best=valid["metrics"][MONITOR], best_step=0, best_epoch=0)
         ckpt.save(best_path, checkpoint(r, 0, 0, valid["metrics"]))
+    if spec.adapters:  # best.pt holds the merged weights of the plain architecture
+        lora.remove_adapters(model)
     ckpt.load_into(model, ckpt.read(best_path))
     valid, test = r.evaluate("valid", progress), r.evaluate("test", progress)
     r.tracker.summary({**{f"test/{k}": v for k, v in test["metrics"].items()},

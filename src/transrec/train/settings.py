@@ -10,6 +10,8 @@ target users, seed<n> is a replicate.
 Settings (each a separate run with its own metrics):
     scratch    the content model trained on the target only (no source pre-training)
     finetune   load the source checkpoint, keep training on the target (same freezing)
+    lora       load the source checkpoint; the encoders' trainable blocks stay fixed and train LoRA adapters
+               instead (transrec.model.lora, transfer.lora); needs trainable_blocks >= 1 somewhere
     frozen     load the source checkpoint; its item encoders are frozen, the user encoder trains
     zero_shot  no target training: the source model encodes the target's items and ranks
     id         SASRec-ID (item-ID embeddings) trained on the target
@@ -32,12 +34,13 @@ class RunSpec:
     """One training run: which platform, which setting, where it writes, what it starts from."""
 
     platform: str
-    setting: str                    # pretrain | scratch | finetune | frozen | zero_shot | id
+    setting: str                    # pretrain | scratch | finetune | lora | frozen | zero_shot | id
     out_dir: Path
     variant: Variant = Variant()    # the study point: share of users trained on, replicate
     kind: str = "content"           # content | id
     init_from: Path | None = None   # a checkpoint to start from (the source's best.pt)
     freeze_items: bool = False      # the `frozen` setting: pre-trained item tower fixed
+    adapters: bool = False          # the `lora` setting: LoRA adapters on the encoders' trainable blocks
     train: bool = True              # False: zero_shot (no target training)
     job_type: str = "transfer"
     tags: list[str] = field(default_factory=list)
@@ -52,8 +55,8 @@ class RunSpec:
         return self.variant.src if self.setting == "pretrain" else self.variant.tgt
 
 
-SETTINGS = ("scratch", "finetune", "frozen", "zero_shot", "id")
-FROM_SOURCE = ("finetune", "frozen", "zero_shot")  # the settings that start from the source model
+SETTINGS = ("scratch", "finetune", "lora", "frozen", "zero_shot", "id")
+FROM_SOURCE = ("finetune", "lora", "frozen", "zero_shot")  # the settings that start from the source model
 EVAL_SETTINGS = ("pretrain", *SETTINGS, "popularity")
 
 
@@ -80,10 +83,10 @@ def transfer_spec(params: dict, target: str, run: str) -> RunSpec:
         raise TransrecError(f"unknown transfer setting '{setting}'; expected one of {', '.join(SETTINGS)}")
     if P.platform_config(params, target)["role"] == "source":  # an unknown platform -> one line
         raise TransrecError(f"{target} is the source platform; transfer goes to a platform with role: target")
-    needs_source = setting in ("finetune", "frozen", "zero_shot")
+    needs_source = setting in FROM_SOURCE
     if point.src != 1.0 and not needs_source:
         raise TransrecError(f"run '{run}': src<f> only applies to settings that start from the source model "
-                            "(finetune, frozen, zero_shot)")
+                            f"({', '.join(FROM_SOURCE)})")
     if setting == "zero_shot" and (point.tgt != 1.0 or point.seed):
         raise TransrecError(f"run '{run}': zero_shot trains nothing on the target; only src<f> applies")
     pretrained = None
@@ -96,7 +99,8 @@ def transfer_spec(params: dict, target: str, run: str) -> RunSpec:
     return RunSpec(target, setting, run_dir(params, target, run_name(setting, point)), variant=point,
                    kind="id" if setting == "id" else "content",
                    init_from=pretrained,
-                   freeze_items=setting == "frozen", train=setting != "zero_shot", job_type="transfer",
+                   freeze_items=setting == "frozen", adapters=setting == "lora", train=setting != "zero_shot",
+                   job_type="transfer",
                    tags=[point.name] if point.name else [])
 
 
