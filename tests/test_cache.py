@@ -63,6 +63,8 @@ def test_cached_training_equals_uncached(world, tmp_path, dtype, tol, blocks):
     cached = build_model(params, data, "content", "cpu", use_cache=True, dtype=dtype)
     assert cached.features.text_cache is not None and uncached.features.text_cache is None
     assert (cached.items.pooled_text is not None) == (cached.items.pooled_image is not None) == (blocks == 0)
+    # from the cache with nothing trainable in them, the encoders are built as heads only
+    assert cached.items.text.has_bottom == cached.items.image.has_bottom == (blocks > 0)
     batch = next(Batches(data, uncached.cfg, 16, seed=0).epoch(0))
     loss_a, grads_a = _loss_and_grads(uncached, batch)
     loss_b, grads_b = _loss_and_grads(cached, batch)
@@ -93,3 +95,34 @@ def test_stale_or_missing_cache_is_refused_in_one_line(world, tmp_path, capsys):
     assert main(["pretrain", "--params", str(tmp_path / "params.yaml")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("transrec pretrain: error: stale frozen-layer cache") and "\n" not in err
+
+
+def test_a_head_only_run_imports_no_transformers_and_checks_the_weight_files(world, tmp_path, monkeypatch):
+    """trainable_blocks 0 from the cache: the encoders are not built (no transformers import), and the cache
+    is still checked against the pretrained weights, by their files' hash."""
+    import subprocess
+    import sys
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "processed").symlink_to(Path(world["paths"]["data"]) / "processed")
+    params = with_results(world, tmp_path / "results", tmp_path / "params.yaml", paths={"data": str(data_dir)},
+                          model={"text_encoder": {"trainable_blocks": 0}, "image_encoder": {"trainable_blocks": 0}})
+    assert main(["cache", "src", "--params", str(tmp_path / "params.yaml")]) == 0
+    probe = ("import sys, yaml; from transrec.model.build import build_model; from transrec.data.platform import "
+             f"PlatformData; p = yaml.safe_load(open({str(tmp_path / 'params.yaml')!r})); "
+             f"m = build_model(p, PlatformData({str(data_dir / 'processed' / 'src')!r}, 'src'), 'content', 'cpu', "
+             "True, 'float16'); print(m.items.text.has_bottom, m.items.image.has_bottom, "
+             "'transformers' in sys.modules, m.encode_catalog().shape[0])")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out[:3] == ["False", "False", "False"] and int(out[3]) > 0
+    data = PlatformData(data_dir / "processed" / "src", "src")
+    build_model(params, data, "content", "cpu", use_cache=True, dtype="float16")  # the same weights: accepted
+    full = build_model(params, data, "content", "cpu", use_cache=True, dtype="float16", bottoms=True)  # add-items
+    assert full.items.text.has_bottom and full.items.image.has_bottom
+    weights = next(Path(world["model"]["text_encoder"]["name"]).glob("*.safetensors"))
+    other = tmp_path / weights.name  # retrained weights in the same folder would hash like this file
+    other.write_bytes(weights.read_bytes()[:-1] + bytes([weights.read_bytes()[-1] ^ 1]))
+    monkeypatch.setattr(frozen_cache, "weight_files", lambda cfg: [other])
+    with pytest.raises(TransrecError, match=r"stale frozen-layer cache .*text\.weights_file"):
+        build_model(params, data, "content", "cpu", use_cache=True, dtype="float16")

@@ -98,6 +98,22 @@ def test_efficientnet_lite0_offline_weights_load_completely():
     assert out.shape == (3, 8)
 
 
+def test_a_head_only_image_encoder_has_the_networks_sizes():
+    from transrec.model.image import LITE0_FEATURES, LITE0_UNITS
+
+    cfg = ImageEncoderConfig(trainable_blocks=0)
+    torch.manual_seed(0)
+    full = ImageEncoder(cfg, d=8, image_size=32)
+    torch.manual_seed(0)
+    head = ImageEncoder(cfg, d=8, image_size=32, frozen_bottom=False)
+    assert (full.n_units, full.feature_dim) == (head.n_units, head.feature_dim) == (LITE0_UNITS, LITE0_FEATURES)
+    assert full.has_bottom and not head.has_bottom
+    assert set(head.state_dict()) == {f"proj.{k}" for k in full.proj.state_dict()}  # the head, nothing else
+    torch.testing.assert_close(head.proj[1].weight, full.proj[1].weight)  # same init: the network draws no seed
+    with pytest.raises(TransrecError, match="without its frozen bottom"):
+        head.bottom_forward(torch.zeros(1, 32, 32, 3, dtype=torch.uint8))
+
+
 def test_torchvision_models_by_name_and_offline_error(monkeypatch):
     enc = ImageEncoder(ImageEncoderConfig(name="resnet18", trainable_blocks=2, pretrained=False), d=8, image_size=32)
     assert len(enc.units) == 9 and enc.frozen_depth == 7 and enc.feature_dim == 512  # stem + 8 residual blocks

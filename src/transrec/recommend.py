@@ -61,9 +61,9 @@ def added_path(model: str | Path, platform: str) -> Path:
     return model_path(model).parent / "added" / f"{platform}.parquet"
 
 
-def load(params: dict, model: str | Path, platform: str, device="cpu"):
+def load(params: dict, model: str | Path, platform: str, device="cpu", bottoms: bool = False):
     """(model, platform data, payload) with the model pointed at `platform`'s items."""
-    return load_trained(params, model_path(model), platform, device)
+    return load_trained(params, model_path(model), platform, device, bottoms)
 
 
 def catalogue(net, data: PlatformData, added: Path | None) -> Catalogue:
@@ -200,7 +200,7 @@ def add_items(params: dict, model: str | Path, platform: str, items: Path) -> di
     device = pick_device(params["train"]["device"], 0)
     if device.type == "cpu":
         set_threads(params["train"]["num_threads"])
-    net, data, payload = load(params, model, platform, device)
+    net, data, payload = load(params, model, platform, device, bottoms=True)  # new items go through it all
     if payload["kind"] != "content":
         raise TransrecError(f"{model_path(model)} is an ID model: it has no way to encode items it was not trained on")
     frame = read_new_items(Path(items))

@@ -16,9 +16,12 @@ from transrec.paths import cache_dir, processed_dir
 
 
 def build_model(params: dict, data: PlatformData, kind: str, device, use_cache: bool, dtype: str,
-                cfg: ModelConfig | None = None) -> Recommender:
+                cfg: ModelConfig | None = None, bottoms: bool = False) -> Recommender:
+    """bottoms: build the frozen bottoms even when the catalogue comes from the cache (encoding new items);
+    otherwise a cached run leaves out what never computes (see TextEncoder, ImageEncoder)."""
     cfg = cfg or ModelConfig.from_dict(params["model"], init_seed=params["train"]["seed"], kind=kind)
-    model = Recommender(cfg, kind, n_items=data.n_items, image_size=data.image_size)
+    model = Recommender(cfg, kind, n_items=data.n_items, image_size=data.image_size,
+                        frozen_bottoms=bottoms or not use_cache)
     cache = None
     if kind == "content":
         data.check_tokenizer(cfg.text_encoder.name)
@@ -28,7 +31,8 @@ def build_model(params: dict, data: PlatformData, kind: str, device, use_cache: 
     return model.to(device)
 
 
-def load_trained(params: dict, path: str | Path, platform: str, device="cpu") -> tuple[Recommender, PlatformData, dict]:
+def load_trained(params: dict, path: str | Path, platform: str, device="cpu",
+                 bottoms: bool = False) -> tuple[Recommender, PlatformData, dict]:
     """(model, platform data, checkpoint payload): a trained run's best.pt on `platform`'s items (its own, or
     another platform's for a content model: zero-shot). The frozen-layer cache is only a speed-up: a
     missing or stale one means the full encoders. A checkpoint that does not fit its model is one line."""
@@ -47,7 +51,7 @@ def load_trained(params: dict, path: str | Path, platform: str, device="cpu") ->
     cfg, tcfg = ModelConfig.from_dict(payload["model_config"]), params["train"]
     try:
         net = build_model(params, data, kind, device, bool(tcfg["cache"]) and kind == "content", tcfg["cache_dtype"],
-                          cfg=cfg)
+                          cfg=cfg, bottoms=bottoms)
     except TransrecError:
         net = build_model(params, data, kind, device, False, tcfg["cache_dtype"], cfg=cfg)
     report = ckpt.load_into(net, payload, str(path))

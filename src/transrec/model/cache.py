@@ -10,7 +10,8 @@ per platform and training runs only the trainable top blocks from it:
                                                first trainable image block (rows = images.npy rows)
     {paths.data}/cache/<platform>/cache.json  the fingerprint, shapes, timing
 
-The fingerprint names the encoders, their frozen depth, a hash of the frozen weights themselves,
+The fingerprint names the encoders, their frozen depth, hashes of the frozen weights themselves and of
+their pretrained weight files,
 image size, text width, storage dtype and the hashes of the input files, so any change to the
 encoder, its depth or the data makes the cache stale: the trainer then stops with one line.
 """
@@ -28,7 +29,9 @@ from tqdm import tqdm
 from transrec.atomic import write_json, write_npy
 from transrec.data.platform import PlatformData
 from transrec.errors import TransrecError
+from transrec.model.image import LITE, lite0_weights_file
 from transrec.model.items import ContentTower
+from transrec.model.text import weight_files
 
 INPUTS = ("catalog.parquet", "text_ids.npy", "text_mask.npy", "images.npy")
 DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -51,13 +54,23 @@ def weights_hash(module: torch.nn.Module, prefixes: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
+def _files_hash(paths: list[Path]) -> str | None:
+    return hashlib.sha256("".join(file_hash(p) for p in paths).encode()).hexdigest()[:16] if paths else None
+
+
 def fingerprint(tower: ContentTower, data: PlatformData, dtype: str) -> dict:
+    """frozen_weights hashes the frozen tensors themselves (an encoder built with its bottom); weights_file
+    hashes the pretrained files they load from, which is what a run that does not build its frozen bottom
+    (it trains from this cache, see TextEncoder) can check; `load` compares what both sides have."""
     t, i = tower.text, tower.image
+    lite0 = lite0_weights_file() if i.cfg.name == LITE and i.cfg.pretrained else None
     return {
         "text": {"name": t.cfg.name, "pretrained": t.cfg.pretrained, "layers": t.n_layers,
-                 "frozen_depth": t.frozen_depth, "frozen_weights": weights_hash(t, t.frozen_prefixes())},
+                 "frozen_depth": t.frozen_depth, "weights_file": _files_hash(weight_files(t.cfg)),
+                 "frozen_weights": weights_hash(t, t.frozen_prefixes()) if t.has_bottom else None},
         "image": {"name": i.cfg.name, "pretrained": i.cfg.pretrained, "frozen_depth": i.frozen_depth,
-                  "image_size": data.image_size, "frozen_weights": weights_hash(i, i.frozen_prefixes())},
+                  "image_size": data.image_size, "weights_file": _files_hash([lite0] if lite0 else []),
+                  "frozen_weights": weights_hash(i, i.frozen_prefixes()) if i.has_bottom else None},
         "max_len": int(data.text_ids.shape[1]),
         "dtype": dtype,
         "inputs": {name: file_hash(data.proc / name) for name in INPUTS},
@@ -110,6 +123,9 @@ def load(tower: ContentTower, data: PlatformData, where: Path, dtype: str) -> di
         raise TransrecError(f"no frozen-layer cache at {where}: {rebuild}")
     stored = json.loads(meta_path.read_text())["fingerprint"]
     expected = fingerprint(tower, data, dtype)
+    for encoder in ("text", "image"):  # an encoder built without its bottom checks the weight files only
+        if expected[encoder]["frozen_weights"] is None and isinstance(stored.get(encoder), dict):
+            stored[encoder]["frozen_weights"] = None
     if stored != expected:
         raise TransrecError(f"stale frozen-layer cache {where}: {_first_difference(stored, expected)} changed; {rebuild}")
     text_items = np.flatnonzero(data.uses_text())

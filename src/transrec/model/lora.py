@@ -31,7 +31,7 @@ def _targets(model) -> list[tuple[nn.Module, list[str]]]:
                  if isinstance(m, nn.Linear) and n.rsplit(".", 1)[-1] in TEXT_TARGETS]
         found.append((items.text.top, names))
     image = items.image
-    if image.frozen_depth < len(image.units):
+    if image.frozen_depth < image.n_units:
         top = nn.ModuleList(image.units[image.frozen_depth:])  # the same modules: adapters land in image.units
         names = [n for n, m in top.named_modules() if isinstance(m, nn.Conv2d) and m.groups == 1]
         for name in names:

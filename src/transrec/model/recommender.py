@@ -32,13 +32,13 @@ KINDS = ("content", "id")
 
 class Recommender(nn.Module):
     def __init__(self, cfg: ModelConfig, kind: str = "content", n_items: int | None = None,
-                 image_size: int | None = None):
+                 image_size: int | None = None, frozen_bottoms: bool = True):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}")
         self.cfg, self.kind = cfg, kind
         torch.manual_seed(cfg.init_seed)  # fresh layers start the same way for the same seed
-        self.items = ContentTower(cfg, image_size or 64) if kind == "content" else IdTower(cfg, n_items)
+        self.items = ContentTower(cfg, image_size or 64, frozen_bottoms) if kind == "content" else IdTower(cfg, n_items)
         self.user = UserEncoder(cfg.user_encoder, cfg.d)
         self.items_frozen = False
         self._item_table: torch.Tensor | None = None  # set while the item tower is frozen

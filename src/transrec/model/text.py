@@ -13,6 +13,7 @@ gives the same vectors as the padded batch while skipping the padded positions' 
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -57,32 +58,58 @@ def _find_layers(model) -> nn.ModuleList:
                         "(needs BERT-style .embeddings and .encoder.layer, e.g. BERT, RoBERTa, ELECTRA, MiniLM)")
 
 
+def weight_files(cfg: TextEncoderConfig) -> list[Path]:
+    """The local files the pretrained weights load from ([] for a hub name or random weights)."""
+    from transrec.data.text import resolve_model_path
+
+    folder = Path(resolve_model_path(cfg.name))
+    if not cfg.pretrained or not folder.is_dir():
+        return []
+    return sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")])
+
+
 class TextEncoder(nn.Module):
-    def __init__(self, cfg: TextEncoderConfig, d: int, head: str = "linear"):
+    """`frozen_bottom=False`: the caller feeds the frozen bottom's output from the frozen-layer cache. With no
+    trainable layer either, nothing of the backbone computes, so only its config.json is read (no
+    transformers import, no weights: ~3 s less per run); `transrec cache` and uncached runs build it all."""
+
+    def __init__(self, cfg: TextEncoderConfig, d: int, head: str = "linear", frozen_bottom: bool = True):
         super().__init__()
-        backbone, self.source = load_backbone(cfg)
-        layers = _find_layers(backbone)
-        n = len(layers)
+        self.cfg = cfg
+        if not frozen_bottom and cfg.trainable_blocks == 0 and weight_files(cfg):
+            from transrec.data.text import resolve_model_path
+
+            config = json.loads((Path(resolve_model_path(cfg.name)) / "config.json").read_text())
+            self.source, layers, n = resolve_model_path(cfg.name), [], int(config["num_hidden_layers"])
+            self.hidden_size, self.embeddings = int(config["hidden_size"]), None
+        else:
+            with torch.random.fork_rng(devices=[]):  # loading draws nothing from the run's seed: the head starts
+                backbone, self.source = load_backbone(cfg)  # the same whether the backbone is built or not
+            layers = _find_layers(backbone)
+            n = len(layers)
+            self.hidden_size, self.embeddings = backbone.config.hidden_size, backbone.embeddings
         if not 0 <= cfg.trainable_blocks <= n:
             raise TransrecError(f"model.text_encoder.trainable_blocks: {cfg.trainable_blocks} is outside 0..{n} "
                                 f"({cfg.name} has {n} layers)")
-        self.cfg = cfg
         self.n_layers = n
         self.frozen_depth = n - cfg.trainable_blocks
-        self.hf_config = backbone.config
-        self.hidden_size = backbone.config.hidden_size
-        self.embeddings = backbone.embeddings
         self.bottom = nn.ModuleList(layers[: self.frozen_depth])
         self.top = nn.ModuleList(layers[self.frozen_depth:])
         self.proj = projection(self.hidden_size, d, head)
         for module in (self.embeddings, self.bottom):
-            module.requires_grad_(False)
+            if module is not None:
+                module.requires_grad_(False)
         self.rows_encoded = 0  # rows through `top_forward` (tests count encoder work with it)
 
     # The frozen part never trains: dropout off, always.
+    @property
+    def has_bottom(self) -> bool:
+        return self.embeddings is not None
+
     def train(self, mode: bool = True):
         super().train(mode)
-        self.embeddings.eval()
+        if self.has_bottom:
+            self.embeddings.eval()
         self.bottom.eval()
         return self
 
@@ -103,6 +130,9 @@ class TextEncoder(nn.Module):
     @torch.no_grad()
     def bottom_forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Hidden states entering the first trainable layer: [n, max real length, H] (padding rows zero)."""
+        if not self.has_bottom:
+            raise TransrecError("the text encoder was built without its frozen bottom (it reads the frozen-layer "
+                                "cache); build it with frozen_bottom=True to encode token ids")
         n, width = ids.shape[0], int(lengths.clamp(min=1).max()) if len(ids) else 1
         out = torch.zeros(n, width, self.hidden_size, device=ids.device)
         was = self.training

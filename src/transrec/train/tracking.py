@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import string
 import struct
+import threading
 from pathlib import Path
 
 from transrec.errors import TransrecError
@@ -22,39 +25,71 @@ from transrec.errors import TransrecError
 MODES = ("offline", "online", "disabled")
 
 
+def new_run_id() -> str:
+    """A W&B run id (8 of [a-z0-9], wandb's own format), made here so the run can start in the background."""
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
 class Tracker:
+    """One W&B run. Offline (the default), `wandb.init` (importing wandb and starting its service, ~1.5 s)
+    runs in a background thread while the job loads data and trains; the first call that needs the run
+    waits for it. Online it starts before the job goes on, so missing credentials stop a run before any
+    work."""
+
     def __init__(self, params: dict, job_type: str, name: str, tags: list[str], config: dict,
                  run_id: str | None = None, enabled: bool = True):
         section = params.get("wandb", {})
         self.mode = os.environ.get("WANDB_MODE") or section.get("mode", "offline")
         if self.mode not in MODES:
             raise TransrecError(f"W&B mode '{self.mode}' (from WANDB_MODE or wandb.mode): expected one of {', '.join(MODES)}")
-        self.run = None
-        self.run_dir: str | None = None
+        self._run = self._error = self._thread = self._dir = None
+        self.run_id: str | None = None
         if not enabled or self.mode == "disabled":
             return
-        import wandb
-
+        self.run_id = run_id or new_run_id()
         root = Path(params["paths"]["results"]) / "wandb"
         root.mkdir(parents=True, exist_ok=True)
+        kwargs = dict(project=section.get("project", "transrec"), entity=section.get("entity") or None,
+                      group=section.get("group", "default"), job_type=job_type, name=name, tags=tags, config=config,
+                      dir=str(root), mode=self.mode, id=self.run_id, resume="allow" if run_id else None,
+                      reinit="finish_previous")
+        if self.mode == "offline":
+            self._thread = threading.Thread(target=self._start, kwargs=kwargs, daemon=True, name="wandb-init")
+            self._thread.start()
+        else:
+            self._start(**kwargs)
+            self._wait()
+
+    def _start(self, **kwargs) -> None:
         try:
-            self.run = wandb.init(
-                project=section.get("project", "transrec"), entity=section.get("entity") or None,
-                group=section.get("group", "default"), job_type=job_type, name=name, tags=tags,
-                config=config, dir=str(root), mode=self.mode, id=run_id, resume="allow" if run_id else None,
-                reinit="finish_previous",
-                settings=wandb.Settings(console="off", x_disable_stats=True, silent=True, disable_git=True,
-                                        x_save_requirements=False),
-            )
+            import wandb
+
+            self._run = wandb.init(**kwargs, settings=wandb.Settings(console="off", x_disable_stats=True, silent=True,
+                                                                     disable_git=True, x_save_requirements=False))
         except Exception as exc:  # no network/credentials for online mode, a broken install, ...
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TransrecError(f"W&B ({self.mode}) could not start: {first}; set wandb.mode: offline or "
-                                "WANDB_MODE=offline") from None
-        self.run_dir = str(Path(self.run.dir).parent)
+            self._error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+    def _wait(self):
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise TransrecError(f"W&B ({self.mode}) could not start: {error}; set wandb.mode: offline or "
+                                "WANDB_MODE=offline")
+        return self._run
 
     @property
-    def run_id(self) -> str | None:
-        return self.run.id if self.run is not None else None
+    def run(self):
+        """The wandb run (None when tracking is off), once it has started."""
+        return self._wait()
+
+    @property
+    def run_dir(self) -> str | None:
+        """The run's folder (kept after finish: the metrics document names it)."""
+        if self._dir is None and self.run is not None:
+            self._dir = str(Path(self._run.dir).parent)
+        return self._dir
 
     def log(self, values: dict, step: int | None = None) -> None:
         if self.run is not None:
@@ -89,8 +124,9 @@ class Tracker:
 
     def finish(self) -> None:
         if self.run is not None:
-            self.run.finish()
-            self.run = None
+            _ = self.run_dir  # remembered: the folder outlives the run
+            self._run.finish()
+            self._run = None
 
 
 def _records(path: Path):
