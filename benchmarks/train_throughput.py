@@ -259,6 +259,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: train.num_threads rule)")
     ap.add_argument("--interleave", action="store_true",
                     help="round-robin the paths step by step (robust to changing machine load; no CPU memory column)")
+    ap.add_argument("--lora", type=int, default=0, metavar="RANK",
+                    help="train LoRA adapters of this rank on the trainable blocks instead of the blocks (the lora setting)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = ap.parse_args(argv)
 
@@ -292,6 +294,12 @@ def main(argv=None) -> int:
     data = PlatformData(proc, args.platform)
     model = build_model(params, data, "content", device, use_cache=True, dtype=tcfg["cache_dtype"])
     features = {"cache": model.features, "full": item_features(data, None, device)}
+    if args.lora:
+        from transrec.model import lora
+
+        lora.add_adapters(model, rank=args.lora, alpha=2 * args.lora, dropout=0.0)
+        model.to(device)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     init_state = copy.deepcopy(model.state_dict())
     batches = take_batches(data, model.cfg, batch_size, seed, args.warmup + args.steps)
     counts = [batch_counts(b) for b in batches[args.warmup:]]
@@ -304,8 +312,9 @@ def main(argv=None) -> int:
     print(f"model: d {cfg.d}, user encoder {cfg.user_encoder.mode} {cfg.user_encoder.layers}x{cfg.user_encoder.hidden} "
           f"N={cfg.user_encoder.max_len}; text {cfg.text_encoder.name} ({model.items.text.n_layers} layers, "
           f"{cfg.text_encoder.trainable_blocks} trained); image {cfg.image_encoder.name} "
-          f"({len(model.items.image.units)} units, {cfg.image_encoder.trainable_blocks} trained); "
-          f"negatives {cfg.negatives} x{cfg.n_negatives}; {'bf16 autocast' if args.bf16 else 'fp32'}")
+          f"({model.items.image.n_units} units, {cfg.image_encoder.trainable_blocks} trained); "
+          f"negatives {cfg.negatives} x{cfg.n_negatives}; {'bf16 autocast' if args.bf16 else 'fp32'}; "
+          f"{f'LoRA rank {args.lora}, ' if args.lora else ''}{trainable:,} trainable parameters")
     print(f"data: {args.platform} ({data.n_items} items, {len(data.users)} users); batch {batch_size} users; "
           f"{args.steps} timed steps after {args.warmup} warm-up, same batches for every path "
           f"({'interleaved step by step' if args.interleave else 'one path after the other'}); per step "
@@ -335,7 +344,8 @@ def main(argv=None) -> int:
     if args.json:
         doc = {"device": str(device), "device_name": machine(device, threads), "bf16": args.bf16,
                "batch_size": batch_size, "steps": args.steps, "warmup": args.warmup, "platform": args.platform,
-               "item_occurrences_per_step": occurrences, "distinct_items_per_step": distinct, "paths": results}
+               "item_occurrences_per_step": occurrences, "distinct_items_per_step": distinct, "lora": args.lora,
+               "trainable_parameters": trainable, "paths": results}
         Path(args.json).write_text(json.dumps(doc, indent=2))
     return 0
 
