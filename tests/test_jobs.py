@@ -43,6 +43,8 @@ def test_inputs_params_and_code_are_exact():
     no_cache = {**params, "train": {**params["train"], "cache": False}}
     assert not any("cache" in i for i in jobs.job(no_cache, "transfer", target="mixed_target", run="scratch").inputs)
     assert set(get("id").params) == {"model", "train", "evaluate"}        # evaluate: the test metrics it writes
+    assert model.format("pretrain") in get("lora").inputs and set(get("lora").params) == {
+        "model", "train", "evaluate", "transfer.lora"}                    # only lora runs depend on the adapters
     assert {"src/transrec/model", "src/transrec/evaluate"} <= set(get("id").code())
     assert "seed" in jobs.job(params, "clean", platform="source").params
     report = jobs.job(params, "report")
