@@ -7,11 +7,9 @@ Snakemake/DVC see either the old output or the complete new one. A write that ru
 from __future__ import annotations
 
 import errno
-import glob
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +25,7 @@ def _umask() -> int:
     return mask
 
 
-# mkstemp creates its file 0600; an output should get the mode a plain open() would give it
+# The temp file is created 0600; an output should get the mode a plain open() would give it
 # (readable by the group on a shared cluster), so the temp file is chmod-ed before the rename.
 _FILE_MODE = 0o666 & ~_umask()
 
@@ -44,11 +42,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path in the target's folder; rename it over `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):  # left by a killed writer of this file
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    # One fixed temp name per output (an output has one writer): a temp file left by a killed writer is
+    # replaced by the next write of the same output, with no scan of the folder (a folder of 50k images
+    # made a glob per write quadratic).
+    tmp = path.parent / f".{path.name}.partial.tmp{suffix}"
+    tmp.unlink(missing_ok=True)
+    os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
     try:
         yield tmp
         if tmp.exists():
