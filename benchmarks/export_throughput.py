@@ -9,8 +9,10 @@ part files streamed into one parquet. The ID model's catalogue vectors are its t
 the export itself (histories, user encoder, scores, top-K, parquet); a content model adds one catalogue
 encoding first, which benchmarks/eval_scaling.py measures.
 
-Printed per size: export wall seconds, users/s, rows written, the output's size and the peak RSS of the
-export phase (Linux clear_refs / VmHWM).
+Printed per size: the items actually ranked (an item no user meets never enters the catalogue, so at
+10,000 users a 100k-item generator yields ~45k; give more --users for a fuller catalogue), export wall
+seconds, users/s, rows written, the output's size and the peak RSS of the export phase (Linux clear_refs
+/ VmHWM).
 
     python benchmarks/export_throughput.py                         # 1k, 10k, 100k items, 10,000 users
     python benchmarks/export_throughput.py --items 1000,10000 --users 2000 --k 100
