@@ -49,6 +49,7 @@ from transrec.model.recommender import Recommender
 from transrec.paths import metrics_file, processed_dir
 from transrec.runtime import Runtime, mean_over_ranks, rank0_flag, setup, teardown
 from transrec.train.data import Batches, epoch_batches
+from transrec.train.optimizer import CpuAdamW, adamw
 from transrec.train.settings import RunSpec
 from transrec.train.tracking import Tracker
 
@@ -108,7 +109,7 @@ class Run:
     model: Recommender
     seed: int
     fingerprint: str                # a last.pt is resumed only by the configuration that wrote it
-    optimizer: torch.optim.Optimizer | None
+    optimizer: CpuAdamW | torch.optim.AdamW | None
     load_report: dict | None        # what the source checkpoint filled (finetune, frozen, zero_shot)
     cache: bool                     # the catalogue comes from the frozen-layer cache
     trainable: int                  # parameters the optimizer updates
@@ -179,8 +180,7 @@ def prepare(params: dict, spec: RunSpec) -> Run:
                               "split": frozen_cache.file_hash(data.proc / "split.parquet"), "world": rt.world})
     optimizer = None
     if spec.train:
-        optimizer = torch.optim.AdamW(model.param_groups(tcfg["lr"], tcfg["encoder_lr"], tcfg["weight_decay"]),
-                                      betas=(0.9, 0.999))
+        optimizer = adamw(model.param_groups(tcfg["lr"], tcfg["encoder_lr"], tcfg["weight_decay"]), rt.device)
     seed = tcfg["seed"] + spec.variant.seed
     torch.manual_seed(seed)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) if spec.train else 0
