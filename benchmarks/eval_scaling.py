@@ -12,7 +12,10 @@ shapes (half text, half image items, seeded random content) and N synthetic user
 --encode cache (default) is what evaluation does when training used the frozen-layer cache
 (train.cache: true): the catalogue is encoded from the cached frozen-bottom activations (random
 values of the cache's shapes and dtype here), so only the trainable top blocks run.
---encode full runs the whole encoders from token ids and pixels (train.cache: false; slow on CPU).
+--encode full runs the whole encoders from token ids and pixels (train.cache: false, or a run whose cache
+is missing or stale; slow on CPU). --encode cache,full measures both on the same catalogues, each size
+one after the other, and prints how many times faster the cache path encodes and its peak memory beside
+the full path's.
 
 Printed per size: wall seconds of encode and rank (and their rates), peak memory of each phase
 (CPU: the process's peak RSS in that phase, Linux clear_refs; CUDA: torch.cuda.max_memory_allocated),
@@ -22,6 +25,7 @@ matrix (chunk x items x 4 bytes) and the growth of each cost from the previous s
     python benchmarks/eval_scaling.py                               # 1k, 10k, 100k items, 4096 users, CPU
     python benchmarks/eval_scaling.py --items 1000,10000 --encode full
     python benchmarks/eval_scaling.py --device cuda
+    python benchmarks/eval_scaling.py --params P --items 100000 --encode cache,full   # trainable_blocks >= 1 in P
 """
 from __future__ import annotations
 
@@ -141,47 +145,11 @@ def child(args) -> dict:
             "hr@10": result["metrics"]["hr@10"], "machine": machine(device, threads)}
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default=None, help="params.yaml (default: ./params.yaml, else the repo's)")
-    ap.add_argument("--items", default="1000,10000,100000", help="catalogue sizes (comma-separated)")
-    ap.add_argument("--users", type=int, default=4096, help="users ranked (default 4096)")
-    ap.add_argument("--chunk", type=int, default=None, help="users per matrix product (default: evaluate.chunk_users)")
-    ap.add_argument("--encode", choices=("cache", "full"), default="cache")
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", default=None, help="also write the results to this JSON file")
-    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    args.params = args.params or str(Path("params.yaml") if Path("params.yaml").is_file() else ROOT / "params.yaml")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("eval_scaling: torch.cuda is not available on this machine (use --device cpu)", file=sys.stderr)
-        return 2
-    if args.child is not None:
-        print("RESULT " + json.dumps(child(args)), flush=True)
-        return 0
-
-    rows = []
-    for n in [int(x) for x in args.items.split(",")]:
-        cmd = [sys.executable, __file__, "--child", str(n), "--params", args.params, "--users", str(args.users),
-               "--encode", args.encode, "--device", args.device]
-        cmd += ["--chunk", str(args.chunk)] if args.chunk else []
-        cmd += ["--threads", str(args.threads)] if args.threads else []
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
-        line = next((row for row in proc.stdout.splitlines() if row.startswith("RESULT ")), None)
-        if proc.returncode != 0 or line is None:
-            print(f"eval_scaling: {n} items failed ({proc.returncode}):\n{proc.stderr[-2000:]}", file=sys.stderr)
-            return 1
-        rows.append(json.loads(line[len("RESULT "):]))
-        print(f"  measured {n} items: encode {rows[-1]['encode_s']:.1f} s, rank {rows[-1]['rank_s']:.1f} s",
-              file=sys.stderr, flush=True)
-
+def print_table(rows: list[dict], device: str) -> None:
     first = rows[0]
-    mem = "CUDA alloc" if args.device == "cuda" else "RSS"
-    print(first["machine"])
-    source = "frozen-layer cache (top blocks only)" if args.encode == "cache" else "token ids/pixels (full encoders)"
-    print(f"default model, encode from {source}; "
+    mem = "CUDA alloc" if device == "cuda" else "RSS"
+    source = "frozen-layer cache (top blocks only)" if first["encode"] == "cache" else "token ids/pixels (full encoders)"
+    print(f"\ndefault model, encode from {source}; "
           f"{first['users']} users ranked over the full catalogue in chunks of {first['chunk']}; memory = {mem} MiB; "
           f"growth = x over the previous row")
     head = (f"{'items':>7} {'encode s':>9} {'items/s':>8} {'rank s':>7} {'users/s':>8} {'total s':>8} "
@@ -200,6 +168,60 @@ def main(argv=None) -> int:
               f"{r['encode_peak_mib']:>9.0f} {r['rank_peak_mib']:>10.0f} {r['feature_mib']:>7.0f} "
               f"{r['scores_chunk_mib']:>13.0f} {growth:>21}")
         prev = r
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default=None, help="params.yaml (default: ./params.yaml, else the repo's)")
+    ap.add_argument("--items", default="1000,10000,100000", help="catalogue sizes (comma-separated)")
+    ap.add_argument("--users", type=int, default=4096, help="users ranked (default 4096)")
+    ap.add_argument("--chunk", type=int, default=None, help="users per matrix product (default: evaluate.chunk_users)")
+    ap.add_argument("--encode", default="cache", help="cache | full | cache,full (both, compared)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    args.params = args.params or str(Path("params.yaml") if Path("params.yaml").is_file() else ROOT / "params.yaml")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("eval_scaling: torch.cuda is not available on this machine (use --device cpu)", file=sys.stderr)
+        return 2
+    encodes = args.encode.split(",")
+    if not encodes or any(e not in ("cache", "full") for e in encodes):
+        ap.error(f"--encode {args.encode}: expected cache, full or cache,full")
+    if args.child is not None:
+        print("RESULT " + json.dumps(child(args)), flush=True)
+        return 0
+
+    rows = []
+    for n in [int(x) for x in args.items.split(",")]:
+        for encode in encodes:
+            cmd = [sys.executable, __file__, "--child", str(n), "--params", args.params, "--users", str(args.users),
+                   "--encode", encode, "--device", args.device]
+            cmd += ["--chunk", str(args.chunk)] if args.chunk else []
+            cmd += ["--threads", str(args.threads)] if args.threads else []
+            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+            line = next((row for row in proc.stdout.splitlines() if row.startswith("RESULT ")), None)
+            if proc.returncode != 0 or line is None:
+                print(f"eval_scaling: {n} items ({encode}) failed ({proc.returncode}):\n{proc.stderr[-2000:]}",
+                      file=sys.stderr)
+                return 1
+            rows.append(json.loads(line[len("RESULT "):]))
+            print(f"  measured {n} items ({encode}): encode {rows[-1]['encode_s']:.1f} s, rank {rows[-1]['rank_s']:.1f} s",
+                  file=sys.stderr, flush=True)
+
+    print(rows[0]["machine"])
+    for encode in encodes:
+        print_table([r for r in rows if r["encode"] == encode], args.device)
+    if len(encodes) == 2:
+        print("\ncache vs full encoding (same model, same catalogue):")
+        print(f"{'items':>7} {'full s':>8} {'cache s':>8} {'x faster':>9} {'full peak':>10} {'cache peak':>11}")
+        for full in (r for r in rows if r["encode"] == "full"):
+            cache = next(r for r in rows if r["encode"] == "cache" and r["items"] == full["items"])
+            print(f"{full['items']:>7} {full['encode_s']:>8.2f} {cache['encode_s']:>8.2f} "
+                  f"{full['encode_s'] / cache['encode_s']:>9.1f} {full['encode_peak_mib']:>10.0f} "
+                  f"{cache['encode_peak_mib']:>11.0f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

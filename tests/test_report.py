@@ -146,3 +146,12 @@ def test_heatmap_and_validation_curves(tmp_path):
     assert names[0] == "heatmap.png" and "validation_t1.png" in names and "validation_t2.png" not in names
     with Image.open(res / "report" / "plots" / "heatmap.png") as img:
         assert img.width > 300 and img.height > 150
+
+
+def test_every_setting_has_its_own_colour():
+    from transrec.report.build import SETTING_COLOURS
+    from transrec.train.settings import SETTINGS
+
+    names = {*SETTINGS, "popularity", "pretrain"}
+    assert names <= set(SETTING_COLOURS)
+    assert len({SETTING_COLOURS[n] for n in names}) == len(names)

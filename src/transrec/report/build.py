@@ -32,7 +32,7 @@ from transrec.report import results as R  # noqa: E402
 
 METRICS = ["hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr"]
 SETTING_COLOURS = {"popularity": "#9e9e9e", "id": "#795548", "scratch": "#1f77b4", "finetune": "#d62728",
-                   "frozen": "#ff7f0e", "zero_shot": "#2ca02c", "pretrain": "#9467bd"}
+                   "frozen": "#ff7f0e", "zero_shot": "#2ca02c", "lora": "#e377c2", "pretrain": "#9467bd"}
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
