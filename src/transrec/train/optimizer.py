@@ -55,10 +55,12 @@ class CpuAdamW:
                 p.addcdiv_(exp_avg, denom, value=-step_size)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Gradients to None (the loop's only use; the argument is torch's signature)."""
         for group in self.param_groups:
             for p in group["params"]:
-                p.grad = None
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.zero_()
 
     def state_dict(self) -> dict:
         """torch's layout: parameters numbered in group order, state keyed by those numbers."""
