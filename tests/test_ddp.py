@@ -106,7 +106,8 @@ def _initial_weights(params: dict) -> dict:
     from transrec.model.build import build_model
 
     data = PlatformData(Path(params["paths"]["data"]) / "processed" / "tgt", "tgt")
-    model = build_model(params, data, "content", "cpu", use_cache=True, dtype=params["train"]["cache_dtype"])
+    model = build_model(params, data, "content", "cpu", use_cache=params["train"]["cache"],
+                        dtype=params["train"]["cache_dtype"])
     return ckpt.model_state(model)
 
 
@@ -119,3 +120,24 @@ def _uneven_rank_targets(params: dict) -> bool:
     batches = Batches(data, ModelConfig.from_dict(params["model"]), params["train"]["batch_size"], params["train"]["seed"])
     return any(int((r0["targets"] >= 0).sum()) != int((r1["targets"] >= 0).sum())
                for r0, r1 in zip(batches.epoch(0, 0, 2), batches.epoch(0, 1, 2)))
+
+
+def test_ddp_trains_the_side_tower_like_one_process(world, tmp_path):
+    """The side tower under DDP (its encoders run live, no cache; adapter dropout 0): the same weights."""
+    side = {"item_tower": "side", "text_encoder": {"trainable_blocks": 0}, "image_encoder": {"trainable_blocks": 0},
+            "side": {"dropout": 0.0}}
+    single = with_results(world, tmp_path / "single", model=side, train={"cache": False})
+    with_results(world, tmp_path / "ddp", tmp_path / "ddp.yaml", model=side, train={"cache": False})
+    proc = _torchrun(tmp_path / "ddp.yaml", 2)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log_ddp = json.loads((tmp_path / "ddp" / "models" / "tgt" / "scratch" / "train_log.json").read_text())
+    log_single = run(single, transfer_spec(single, "tgt", "scratch"), progress=False)
+    assert log_ddp["world_size"] == 2 and log_ddp["steps"] == log_single["steps"] >= 4
+    a, b = _weights(tmp_path / "single"), _weights(tmp_path / "ddp")
+    assert set(a) == set(b) and any(k.startswith("items.text_stream.") for k in a)
+    init = _initial_weights(single)
+    for key in a:
+        if a[key].is_floating_point():  # the tolerance of the test above, for the same reason
+            update, diff = (a[key] - init[key]).abs().max().item(), (a[key] - b[key]).abs().max().item()
+            assert diff <= 1e-5 + 2e-2 * update, f"{key}: DDP and single differ by {diff:.3g} (update {update:.3g})"
+    assert log_ddp["test"] == pytest.approx(log_single["test"], abs=1e-6)

@@ -80,8 +80,12 @@ def test_checkpoint_load_report_says_what_was_not_loaded_and_why(pretrained):
     assert "item-ID table" in text and "not loaded" in text.splitlines()[0]
 
 
-def test_killed_run_resumes_to_the_same_result(world, tmp_path):
-    settings = {"train": {"epochs": 4, "patience": 10}}
+SIDE = {"item_tower": "side", "text_encoder": {"trainable_blocks": 0}, "image_encoder": {"trainable_blocks": 0}}
+
+
+@pytest.mark.parametrize("model", [{}, SIDE], ids=["heads", "side"])
+def test_killed_run_resumes_to_the_same_result(world, tmp_path, model):
+    settings = {"train": {"epochs": 4, "patience": 10}, "model": model}
     reference = with_results(world, tmp_path / "reference", **settings)
     expected = run(reference, transfer_spec(reference, "tgt", "scratch"), progress=False)
     params_path = tmp_path / "params.yaml"

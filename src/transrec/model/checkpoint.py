@@ -55,7 +55,10 @@ def read(path: str | Path) -> dict:
 def encoder_identity(cfg: ModelConfig) -> dict:
     """What must agree between a checkpoint and the model it is loaded into (the frozen bottoms)."""
     t, i = cfg.text_encoder, cfg.image_encoder
-    return {"text": [t.name, t.pretrained, t.trainable_blocks], "image": [i.name, i.pretrained, i.trainable_blocks]}
+    identity = {"text": [t.name, t.pretrained, t.trainable_blocks], "image": [i.name, i.pretrained, i.trainable_blocks]}
+    if cfg.item_tower != "heads":  # a side tower's weights read its layer states: the same states, the same tower
+        identity["tower"] = [cfg.item_tower, t.pooling, cfg.side.layers]
+    return identity
 
 
 def load_into(model: Recommender, payload: dict, source: str = "checkpoint", transfer: bool = False) -> dict:

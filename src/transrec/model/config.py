@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, field, fields
 from transrec.errors import TransrecError
 
 MODES = ("causal", "bidirectional")
-POOLINGS = ("mean", "cls")
+POOLINGS = ("mean", "cls", "both")
+ITEM_TOWERS = ("heads", "side")
 FUSIONS = ("sum", "concat")
 HEADS = ("linear", "mlp")
 LOSSES = ("ce", "softmax", "bce")
@@ -29,7 +30,7 @@ class UserEncoderConfig:
 @dataclass
 class TextEncoderConfig:
     name: str = "minilm"          # 'minilm' (offline), a local folder, or a hub name (needs the network)
-    pooling: str = "mean"         # mean | cls
+    pooling: str = "mean"         # mean | cls | both (the two concatenated)
     trainable_blocks: int = 1     # top transformer layers that train; the rest is frozen
     pretrained: bool = True       # False: the same architecture, randomly initialised
 
@@ -42,11 +43,22 @@ class ImageEncoderConfig:
 
 
 @dataclass
+class SideConfig:
+    """The side-adapter item tower (model.item_tower: side, transrec.model.side)."""
+    layers: int = 7               # the top `layers` cached layer states of each encoder feed the side stream
+    width: int = 64               # width of the side stream
+    bottleneck: int = 16          # hidden width of each layer's residual adapter
+    dropout: float = 0.1          # dropout inside the adapters (training only)
+
+
+@dataclass
 class ModelConfig:
     d: int = 64
     user_encoder: UserEncoderConfig = field(default_factory=UserEncoderConfig)
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    item_tower: str = "heads"     # heads: a head over the encoders' last features | side: side adapters
+    side: SideConfig = field(default_factory=SideConfig)  # over every cached layer state
     item_head: str = "linear"     # pooled features -> d: linear | mlp (a hidden layer of 4d)
     fusion: str = "sum"           # items with text and image: sum | concat (then a linear layer to d)
     loss: str = "softmax"         # ce (full catalogue) | softmax (sampled) | bce (sampled negatives)
@@ -64,7 +76,7 @@ class ModelConfig:
         if kind == "id":
             raw.update(overrides)
         sub = {"user_encoder": UserEncoderConfig, "text_encoder": TextEncoderConfig,
-               "image_encoder": ImageEncoderConfig}
+               "image_encoder": ImageEncoderConfig, "side": SideConfig}
         kwargs = {}
         names = {f.name for f in fields(cls)}
         for key, value in raw.items():
@@ -81,10 +93,14 @@ class ModelConfig:
         for key, value, allowed in (("user_encoder.mode", self.user_encoder.mode, MODES),
                                     ("text_encoder.pooling", self.text_encoder.pooling, POOLINGS),
                                     ("fusion", self.fusion, FUSIONS), ("item_head", self.item_head, HEADS),
+                                    ("item_tower", self.item_tower, ITEM_TOWERS),
                                     ("loss", self.loss, LOSSES),
                                     ("negatives", self.negatives, NEGATIVES)):
             if value not in allowed:
                 raise TransrecError(f"model.{key}: expected one of {' | '.join(allowed)}, got {value!r}")
+        if self.item_tower == "side" and (self.text_encoder.trainable_blocks or self.image_encoder.trainable_blocks):
+            raise TransrecError("model.item_tower: side reads the layer states of frozen encoders: set "
+                                "model.text_encoder.trainable_blocks and model.image_encoder.trainable_blocks to 0")
         if self.d % self.user_encoder.heads:
             raise TransrecError(f"model.d ({self.d}) must be divisible by model.user_encoder.heads "
                                 f"({self.user_encoder.heads})")

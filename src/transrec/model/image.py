@@ -28,6 +28,8 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 LITE = "efficientnet-lite0"
 LITE0_UNITS, LITE0_FEATURES = 18, 1280  # stem + 16 MBConv blocks + head conv; the head's channels
+# channels of every unit's output: stem, the 16 MBConv blocks (7 stages), head (the layer-state cache's widths)
+LITE0_WIDTHS = (32, 16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320, 1280)
 
 
 class _ConvBnAct(nn.Module):
@@ -106,7 +108,7 @@ class ImageEncoder(nn.Module):
     EfficientNet-Lite0 with no trainable block nothing of the network computes then, so only the head is
     built (its sizes are Lite0's: LITE0_UNITS units, LITE0_FEATURES channels; a test holds them to the network)."""
 
-    def __init__(self, cfg: ImageEncoderConfig, d: int, image_size: int, head: str = "linear",
+    def __init__(self, cfg: ImageEncoderConfig, d: int, image_size: int, head: str | None = "linear",
                  frozen_bottom: bool = True):
         super().__init__()
         if not frozen_bottom and cfg.name == LITE and cfg.pretrained and cfg.trainable_blocks == 0:
@@ -135,9 +137,11 @@ class ImageEncoder(nn.Module):
                 probe = self.bottom_forward(torch.zeros(1, image_size, image_size, 3, dtype=torch.uint8))
                 self.feature_shape = tuple(probe.shape[1:])
                 self.feature_dim = int(self._pool(self._top(probe)).shape[1])
+                pixels = torch.zeros(1, image_size, image_size, 3, dtype=torch.uint8)
+                self.unit_widths = tuple(int(w.shape[1]) for w in self._unit_states(self._prepare(pixels)))
         else:
-            self.feature_shape, self.feature_dim = None, LITE0_FEATURES
-        self.proj = projection(self.feature_dim, d, head)
+            self.feature_shape, self.feature_dim, self.unit_widths = None, LITE0_FEATURES, LITE0_WIDTHS
+        self.proj = projection(self.feature_dim, d, head) if head else None  # None: the side tower has its own
         self.rows_encoded = 0
         self.train()
 
@@ -169,6 +173,26 @@ class ImageEncoder(nn.Module):
         for unit in self.units[: self.frozen_depth]:
             x = unit(x)
         return x.float()
+
+    def _unit_states(self, x: torch.Tensor) -> list[torch.Tensor]:
+        states = []
+        for unit in self.units:
+            x = unit(x)
+            states.append(self._pool(x))
+        return states
+
+    @torch.no_grad()
+    def layer_states(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Every unit's output, global-average pooled and concatenated: [n, sum(unit_widths)] (the side
+        tower's input, transrec.model.side). Needs the whole network built (a frozen bottom)."""
+        if not self.has_bottom:
+            raise TransrecError("the image encoder was built without its units (it reads the layer-state cache); "
+                                "build it with frozen_bottom=True to encode pixels")
+        was = self.training
+        self.eval()
+        out = torch.cat(self._unit_states(self._prepare(pixels)), dim=1)
+        self.train(was)
+        return out
 
     def _top(self, x: torch.Tensor) -> torch.Tensor:
         for unit in self.units[self.frozen_depth:]:

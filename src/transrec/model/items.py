@@ -1,7 +1,8 @@
 """Item towers (item index -> d-dim vector) and the per-platform item inputs they read.
 
 `ItemFeatures` holds one platform's item inputs: modality codes, token ids and real lengths, the
-resized images (a memmap), and optionally the frozen-layer cache (the frozen bottoms' outputs).
+resized images (a memmap), and optionally the frozen-layer cache (the frozen bottoms' outputs) or the
+layer-state cache (every layer's pooled state, read by transrec.model.side.SideTower).
 The towers take a 1-D tensor of *distinct* item indices (the caller de-duplicates) and:
 
 - ContentTower: sends the text items through the text encoder in one pass and the image items
@@ -36,6 +37,8 @@ class ItemFeatures:
     text_cache: torch.Tensor | None = None  # [n_text_rows, T, H]: hidden states entering the first trainable layer
     text_row: torch.Tensor | None = None    # int64 [n_items]: row in text_cache, -1 = none
     image_cache: torch.Tensor | None = None  # [n_image_rows, C, h, w]: features entering the first trainable block
+    text_layers: np.ndarray | None = None   # [n_text_rows, sum of widths]: every layer state, pooled (side tower)
+    image_layers: np.ndarray | None = None  # [n_image_rows, sum of widths]: every unit's output, pooled (side tower)
     device: torch.device = torch.device("cpu")
 
     @property
@@ -50,7 +53,7 @@ class ItemFeatures:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return ItemFeatures(move(self.modality), move(self.text_ids), move(self.text_len), move(self.image_row),
                             self.images, move(self.text_cache), move(self.text_row), move(self.image_cache),
-                            torch.device(device))
+                            self.text_layers, self.image_layers, torch.device(device))
 
     def pixels(self, rows: torch.Tensor) -> torch.Tensor:
         """uint8 [n, S, S, 3] for image rows (gathered from the memmap)."""
@@ -164,6 +167,8 @@ def item_features(data: PlatformData, cache: dict | None = None, device="cpu") -
         image_row=torch.from_numpy(data.image_row),
         images=data.images if data.images.ndim == 4 and len(data.images) else None,
     )
-    if cache is not None:
-        f.text_cache, f.text_row, f.image_cache = cache["text"], cache["text_row"], cache["image"]
+    if cache is not None:  # the frozen-layer cache (heads tower) or the layer-state cache (side tower)
+        f.text_row = cache["text_row"]
+        f.text_cache, f.image_cache = cache.get("text"), cache.get("image")
+        f.text_layers, f.image_layers = cache.get("text_layers"), cache.get("image_layers")
     return f.to(device)

@@ -63,6 +63,9 @@ def add_adapters(model, rank: int, alpha: float, dropout: float) -> int:
     number of adapted layers; a model with no trainable block is one line."""
     from peft import LoraConfig, inject_adapter_in_model
 
+    if model.kind == "content" and model.cfg.item_tower == "side":
+        raise TransrecError("transfer setting lora adapts the encoders' trainable blocks; model.item_tower: side keeps "
+                            "the encoders frozen and trains its own side adapters (use finetune)")
     targets = _targets(model) if model.kind == "content" else []
     if not targets:
         raise TransrecError("transfer setting lora adapts the encoders' trainable blocks, and this model has none: "

@@ -25,9 +25,17 @@ from torch.nn import functional as F
 from transrec.data.platform import DROPPED
 from transrec.model.config import ModelConfig
 from transrec.model.items import ContentTower, IdTower, ItemFeatures
+from transrec.model.side import SideTower
 from transrec.model.user import UserEncoder
 
 KINDS = ("content", "id")
+
+
+def item_tower(cfg: ModelConfig, image_size: int, frozen_bottoms: bool = True) -> ContentTower | SideTower:
+    """A content model's item tower by model.item_tower: heads over the encoders' last features (trainable top
+    blocks optional), or side adapters over every layer state of frozen encoders."""
+    tower = SideTower if cfg.item_tower == "side" else ContentTower
+    return tower(cfg, image_size, frozen_bottoms)
 
 
 class Recommender(nn.Module):
@@ -38,7 +46,7 @@ class Recommender(nn.Module):
             raise ValueError(f"kind must be one of {KINDS}")
         self.cfg, self.kind = cfg, kind
         torch.manual_seed(cfg.init_seed)  # fresh layers start the same way for the same seed
-        self.items = ContentTower(cfg, image_size or 64, frozen_bottoms) if kind == "content" else IdTower(cfg, n_items)
+        self.items = item_tower(cfg, image_size or 64, frozen_bottoms) if kind == "content" else IdTower(cfg, n_items)
         self.user = UserEncoder(cfg.user_encoder, cfg.d)
         self.items_frozen = False
         self._item_table: torch.Tensor | None = None  # set while the item tower is frozen

@@ -73,7 +73,7 @@ class TextEncoder(nn.Module):
     trainable layer either, nothing of the backbone computes, so only its config.json is read (no
     transformers import, no weights: ~3 s less per run); `transrec cache` and uncached runs build it all."""
 
-    def __init__(self, cfg: TextEncoderConfig, d: int, head: str = "linear", frozen_bottom: bool = True):
+    def __init__(self, cfg: TextEncoderConfig, d: int, head: str | None = "linear", frozen_bottom: bool = True):
         super().__init__()
         self.cfg = cfg
         if not frozen_bottom and cfg.trainable_blocks == 0 and weight_files(cfg):
@@ -95,7 +95,8 @@ class TextEncoder(nn.Module):
         self.frozen_depth = n - cfg.trainable_blocks
         self.bottom = nn.ModuleList(layers[: self.frozen_depth])
         self.top = nn.ModuleList(layers[self.frozen_depth:])
-        self.proj = projection(self.hidden_size, d, head)
+        self.pooled_width = self.hidden_size * (2 if cfg.pooling == "both" else 1)
+        self.proj = projection(self.pooled_width, d, head) if head else None  # None: the side tower has its own
         for module in (self.embeddings, self.bottom):
             if module is not None:
                 module.requires_grad_(False)
@@ -143,14 +144,42 @@ class TextEncoder(nn.Module):
         self.train(was)
         return out
 
+    def _pool(self, h: torch.Tensor) -> torch.Tensor:
+        """[n, length, H] hidden states of real tokens -> [n, pooled_width]: their mean, the first token
+        ([CLS]), or both concatenated."""
+        if self.cfg.pooling == "mean":
+            return h.mean(1)
+        if self.cfg.pooling == "cls":
+            return h[:, 0]
+        return torch.cat([h.mean(1), h[:, 0]], dim=1)
+
     def pooled(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Trainable layers + pooling from the frozen bottom's output: [n, H] (before the projection)."""
-        pooled = torch.zeros(len(hidden), self.hidden_size, device=hidden.device)
+        """Trainable layers + pooling from the frozen bottom's output: [n, P] (before the projection)."""
+        pooled = torch.zeros(len(hidden), self.pooled_width, device=hidden.device)
         for length, rows in self._groups(lengths):
             h = self._run(self.top, hidden[rows, :length].float())
-            value = h.mean(1) if self.cfg.pooling == "mean" else h[:, 0]
-            pooled = pooled.index_put((rows,), value.float())
+            pooled = pooled.index_put((rows,), self._pool(h).float())
         return pooled
+
+    @torch.no_grad()
+    def layer_states(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Every hidden state, pooled: [n, n_layers + 1, P] (the embeddings' output, then each layer's), the
+        side tower's input (transrec.model.side). Needs the whole encoder built (a frozen bottom)."""
+        if not self.has_bottom:
+            raise TransrecError("the text encoder was built without its layers (it reads the layer-state cache); "
+                                "build it with frozen_bottom=True to encode token ids")
+        out = torch.zeros(len(ids), self.n_layers + 1, self.pooled_width, device=ids.device)
+        was = self.training
+        self.eval()
+        for length, rows in self._groups(lengths):
+            hidden = self.embeddings(input_ids=ids[rows, :length].long())
+            states = [self._pool(hidden)]
+            for layer in [*self.bottom, *self.top]:
+                hidden = self._run([layer], hidden)
+                states.append(self._pool(hidden))
+            out[rows] = torch.stack(states, dim=1).float()
+        self.train(was)
+        return out
 
     def top_forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Trainable layers + pooling + projection from the frozen bottom's output: [n, d]."""

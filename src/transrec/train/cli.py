@@ -1,6 +1,7 @@
 """The learning half's commands: `transrec cache | pretrain | transfer | evaluate`.
 
-    transrec cache PLATFORM            -> {paths.data}/cache/PLATFORM/{text.npy,image.npy,cache.json}
+    transrec cache PLATFORM            -> {paths.data}/cache/PLATFORM/{text.npy,image.npy,cache.json} (heads tower)
+                                        or {layers_text.npy,layers_image.npy,cache.json} (side tower)
     transrec pretrain [--variant V]  -> {paths.results}/models/<source>/pretrain[@V]/{best.pt,last.pt,train_log.json}
                                         + {paths.results}/metrics/<source>/pretrain[@V].json
     transrec transfer TARGET RUN     -> {paths.results}/models/TARGET/RUN/{best.pt,last.pt,train_log.json}
@@ -20,7 +21,7 @@ def _cache(args) -> None:
     from transrec.data.platform import PlatformData
     from transrec.model import cache
     from transrec.model.config import ModelConfig
-    from transrec.model.items import ContentTower
+    from transrec.model.recommender import item_tower
     from transrec.paths import cache_dir, processed_dir
     from transrec.runtime import pick_device, set_threads
     from transrec.train.settings import require_learning
@@ -34,13 +35,18 @@ def _cache(args) -> None:
     if device.type == "cpu":
         set_threads(params["train"]["num_threads"])
     torch.manual_seed(cfg.init_seed)
-    tower = ContentTower(cfg, data.image_size or 64).to(device)
+    tower = item_tower(cfg, data.image_size or 64).to(device)
     if tower.image.load_report.get("weights"):
         r = tower.image.load_report
         print(f"image encoder {cfg.image_encoder.name}: {r.get('tensors', '?')} tensors from {r['weights']} "
               f"(missing {len(r.get('missing', []))}, unexpected {len(r.get('unexpected', []))})")
     out = cache_dir(params, args.platform)
     meta = cache.build(tower, data, out, params["train"]["cache_dtype"], device=device)
+    if cfg.item_tower == "side":
+        print(f"{args.platform}: layer states text {meta['text']['shape']} ({meta['text']['bytes_per_item']} B/item), "
+              f"images {meta['image']['shape']} ({meta['image']['bytes_per_item']} B/row), {meta['bytes'] / 1e6:.1f} MB "
+              f"in {meta['wall_s']} s -> {out}")
+        return
     print(f"{args.platform}: cached text {meta['text']['shape']} (frozen {meta['fingerprint']['text']['frozen_depth']}"
           f" of {meta['fingerprint']['text']['layers']} layers), images {meta['image']['shape']} (frozen "
           f"{meta['fingerprint']['image']['frozen_depth']} blocks), {meta['bytes'] / 1e6:.1f} MB in "
@@ -82,7 +88,8 @@ def _evaluate(args) -> None:
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
     from transrec.train.settings import EVAL_SETTINGS, SETTINGS
 
-    p = sub.add_parser("cache", parents=[common], help="frozen-layer cache: the frozen encoder bottoms' outputs, once")
+    p = sub.add_parser("cache", parents=[common], help="the frozen encoders' outputs, once per platform: the frozen-layer "
+                       "cache (heads tower) or every layer's pooled state (side tower)")
     p.add_argument("platform", help="platform name from params.yaml")
     p.set_defaults(func=_cache)
     p = sub.add_parser("pretrain", parents=[common], help="pre-train on the platform with role: source")
