@@ -10,11 +10,13 @@ Printed as a markdown table (mean ± std over seeds) and written to OUT/item_tow
     python benchmarks/item_towers.py --params profiles/ml100k_peer.yaml --platform ml100k \\
         --towers heads,side,top,id --seeds 0,1,2 --top-steps 800 --out runs/item_towers
     python benchmarks/item_towers.py --out runs/item_towers --table | transrec readme-block item-towers
+    python benchmarks/item_towers.py --out runs/item_towers --towers heads,side,top --speed 5
 
 Rows (--towers): heads (params as given: item_head over each encoder's last features), side
 (model.item_tower: side), side_l1 / side_l3 (side reading only the top 1 / 3 states of each encoder),
-side_cls / side_both (text states pooled by the first token / mean and first token), side_e100 (side
-with the ID runs' budget of 100 epochs instead of 60), top (the top block
+side_cls / side_both (text states pooled by the first token / mean and first token), side_b64 / side_w128
+/ side_d0 (adapters of bottleneck 64 / streams of width 128 / no adapter dropout), side_e100 (side with the
+ID runs' budget of 100 epochs instead of 60), top (the top block
 of each encoder trained, the reference's mechanism, at most --top-steps steps), id (SASRec-ID).
 The study's outputs are written under OUT (default runs/item_towers), never the repo's results folder.
 """
@@ -45,6 +47,9 @@ TOWERS = {  # name -> (model overrides, train overrides, run setting)
                   "image_encoder": {"trainable_blocks": 0}}, {}, "scratch"),
     "side_both": ({"item_tower": "side", "text_encoder": {"trainable_blocks": 0, "pooling": "both"},
                    "image_encoder": {"trainable_blocks": 0}}, {}, "scratch"),
+    "side_b64": ({"item_tower": "side", "side": {"bottleneck": 64}, **FROZEN}, {}, "scratch"),
+    "side_w128": ({"item_tower": "side", "side": {"width": 128, "bottleneck": 32}, **FROZEN}, {}, "scratch"),
+    "side_d0": ({"item_tower": "side", "side": {"dropout": 0.0}, **FROZEN}, {}, "scratch"),
     "side_e100": ({"item_tower": "side", **FROZEN}, {"epochs": 100}, "scratch"),
     "top": ({"item_tower": "heads", "text_encoder": {"trainable_blocks": 1}, "image_encoder": {"trainable_blocks": 1}},
             {}, "scratch"),
@@ -91,8 +96,15 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (one thread each)")
     ap.add_argument("--out", default="runs/item_towers")
     ap.add_argument("--table", action="store_true", help="only print the table of OUT/item_towers.json (no run)")
+    ap.add_argument("--speed", type=int, default=0, metavar="ROUNDS",
+                    help="only time training steps of the towers of a finished OUT in this process, alternating "
+                         "towers for ROUNDS rounds of --speed-steps steps each (same batches; medians)")
+    ap.add_argument("--speed-steps", type=int, default=20)
     args = ap.parse_args()
     out = Path(args.out).resolve()
+    if args.speed:
+        print(speed(out, args.platform, args.towers.split(","), args.speed, args.speed_steps))
+        return
     if args.table:
         done = json.loads((out / "item_towers.json").read_text())
         args.params, args.platform, args.top_steps = done["params"], done["platform"], done["top_steps"]
@@ -142,9 +154,13 @@ def main() -> None:
         setting = TOWERS[tower][2]
         run = setting + (f"@seed{seed}" if seed else "")
         folder = out / tower / "results" / "models" / args.platform / run
+        done = out / tower / f"{run}.stats.json"  # a restarted study keeps what its finished runs measured
+        if done.is_file():
+            return json.loads(done.read_text())
         wall, rss = sh(["transfer", args.platform, run], files[tower], out / tower / f"{run}.log")
         stats = {"tower": tower, "seed": seed, "wall_s": wall, "peak_rss": rss,
                  **row_stats(json.loads((folder / "train_log.json").read_text()))}
+        done.write_text(json.dumps(stats))
         print(json.dumps(stats), flush=True)
         return stats
 
@@ -155,6 +171,46 @@ def main() -> None:
                                                      "top_steps": args.top_steps, "jobs": args.jobs, "cache": cache,
                                                      "runs": results}, indent=2))
     print(table(results, args))
+
+
+def speed(out: Path, platform: str, towers: list[str], rounds: int, steps: int) -> str:
+    """s/step of each tower on the same batches in one process (one thread), the towers alternating round by
+    round, so machine load falls on all of them alike; the median over rounds, and the ratio to the first."""
+    import torch
+
+    from transrec.data.platform import PlatformData
+    from transrec.model.build import build_model
+    from transrec.train.data import Batches
+    from transrec.train.optimizer import adamw
+
+    torch.set_num_threads(1)
+    runs = {}
+    for tower in towers:
+        params = yaml.safe_load((out / tower / "params.yaml").read_text())
+        data = PlatformData(Path(params["paths"]["data"]) / "processed" / platform, platform)
+        kind = "id" if TOWERS[tower][2] == "id" else "content"
+        model = build_model(params, data, kind, "cpu", kind == "content", params["train"]["cache_dtype"])
+        t = params["train"]
+        optimizer = adamw(model.param_groups(t["lr"], t["encoder_lr"], t["weight_decay"]), torch.device("cpu"))
+        batches = list(Batches(data, model.cfg, t["batch_size"], seed=0).epoch(0))
+        runs[tower] = (model.train(), optimizer, batches, [])
+    for warm in [True] + [False] * rounds:  # one untimed round first: lazy initialisation, caches
+        for model, optimizer, batches, times in runs.values():
+            start = time.perf_counter()
+            for step in range(1 if warm else steps):
+                model.calculate_loss(batches[step % len(batches)]).backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            if not warm:
+                times.append((time.perf_counter() - start) / steps)
+    first = statistics.median(runs[towers[0]][3])
+    lines = [f"s/step on {platform}, {rounds} alternating rounds of {steps} steps, one thread, load average "
+             f"{os.getloadavg()[0]:.1f} at the end", "", f"| tower | s/step (median) | rounds | vs {towers[0]} |",
+             "|---|---|---|---|"]
+    for tower, (_, _, _, times) in runs.items():
+        med = statistics.median(times)
+        lines.append(f"| {tower} | {med:.4f} | {', '.join(f'{t:.3f}' for t in times)} | {med / first:.2f}x |")
+    return "\n".join(lines)
 
 
 def table(results: list[dict], args) -> str:

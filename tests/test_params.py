@@ -71,7 +71,7 @@ def test_cli_reports_bad_params_in_one_line(tmp_path, monkeypatch, capsys):
 # with sampled softmax, and its 11x more validation users allow a shorter patience and budget.
 RECIPE_CHANGES = {
     "ml100k.yaml": {},
-    "ml100k_lora.yaml": {("model", "text_encoder", "trainable_blocks"): 1,
+    "ml100k_lora.yaml": {("model", "item_tower"): "heads", ("model", "text_encoder", "trainable_blocks"): 1,
                          ("model", "image_encoder", "trainable_blocks"): 1},
     "ml100k_peer.yaml": {("model", "user_encoder", "max_len"): 50},
     "amazon.yaml": {("model", "loss"): "softmax", ("train", "epochs"): 40, ("train", "patience"): 5,

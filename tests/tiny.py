@@ -56,6 +56,7 @@ def tiny_params(root: str | Path, base: dict, bert: str | Path, **sections) -> d
     }
     p["model"].update({"d": 32, "n_negatives": 8})
     p["model"]["user_encoder"].update({"layers": 2, "heads": 2, "hidden": 32, "max_len": 8})
+    p["model"]["item_tower"] = "heads"  # the tiny world trains the encoders' top blocks (test_side: the side tower)
     p["model"]["text_encoder"].update({"name": str(bert), "trainable_blocks": 1})
     p["model"]["image_encoder"].update({"name": "efficientnet-lite0", "trainable_blocks": 1, "pretrained": True})
     p["train"].update({"batch_size": 16, "epochs": 2, "patience": 2, "warmup_steps": 0, "num_threads": 1,
