@@ -35,7 +35,7 @@ import yaml
 from transrec import params as P
 from transrec.cli import main as transrec_main
 from transrec.evaluate.metrics import metrics_from_ranks
-from transrec.paths import processed_dir, run_dir
+from transrec.paths import model_dir, processed_dir
 from transrec.recommend import add_items, catalogue, load, scores_for
 from transrec.train.loop import run
 from transrec.train.settings import source_platform, transfer_spec
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     params = P.load(args.params)
     platform = args.platform or params["study"]["scaling"]["target"]
     proc = processed_dir(params, platform)
-    study_model = run_dir(params, platform, args.setting) / "best.pt"
+    study_model = model_dir(params, platform, args.setting)
     work = Path(args.work or Path(params["paths"]["results"]) / "new_items" / platform)
     copy = json.loads(json.dumps(params))
     copy["paths"] = {"data": str(work / "data"), "results": str(work / "results")}
@@ -103,16 +103,14 @@ def main(argv=None) -> int:
         assert transrec_main(["cache", platform, "--params", str(work / "params.yaml")]) == 0
     if args.setting == "finetune":  # start from the study's pre-trained source model
         source = source_platform(params)
-        target = run_dir(copy, source, "pretrain")
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(run_dir(params, source, "pretrain") / "best.pt", target / "best.pt")
+        shutil.copytree(model_dir(params, source, "pretrain"), model_dir(copy, source, "pretrain"), dirs_exist_ok=True)
     log = run(copy, transfer_spec(copy, platform, args.setting), restart=True, progress=False)
     train_s = time.time() - t0
 
     items = pl.read_parquet(proc / "items.parquet").filter(pl.col("key").is_in(held))
     new_file = work / "held_out_items.parquet"
     items.select("key", "title", "text", "image", "modality").write_parquet(new_file)
-    model = run_dir(copy, platform, args.setting)
+    model = model_dir(copy, platform, args.setting)
     (model / "added").mkdir(exist_ok=True)
     (model / "added" / f"{platform}.parquet").unlink(missing_ok=True)
     t1 = time.time()

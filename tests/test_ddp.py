@@ -20,6 +20,7 @@ import yaml
 
 from tiny import build_platforms, tiny_bert, tiny_params, with_results
 from transrec.cli import main
+from transrec.model import checkpoint as ckpt
 from transrec.train.loop import run
 from transrec.train.settings import transfer_spec
 
@@ -56,9 +57,8 @@ def _torchrun(params_path: Path, nproc: int) -> subprocess.CompletedProcess:
 
 
 def _weights(results: Path) -> dict:
-    """The trained weights: one epoch, so best.pt holds the model after the last step."""
-    return torch.load(results / "models" / "tgt" / "scratch" / "best.pt", map_location="cpu",
-                      weights_only=False)["state"]
+    """The trained weights: one epoch, so the model folder holds the model after the last step."""
+    return ckpt.read(results / "models" / "tgt" / "scratch")["state"]
 
 
 def test_ddp_two_processes_match_one_process(world, tmp_path):
@@ -102,7 +102,6 @@ def test_ddp_two_processes_match_one_process(world, tmp_path):
 def _initial_weights(params: dict) -> dict:
     """The model as built before any step (Recommender seeds its own initialisation)."""
     from transrec.data.platform import PlatformData
-    from transrec.model import checkpoint as ckpt
     from transrec.model.build import build_model
 
     data = PlatformData(Path(params["paths"]["data"]) / "processed" / "tgt", "tgt")

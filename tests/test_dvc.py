@@ -42,7 +42,7 @@ def test_remote_round_trip_experiments_and_diff(tmp_path, tiny_bert_dir):
     clone = tmp_path / "b"
     run(["git", "clone", "-q", str(work), str(clone)], tmp_path)
     run([DVC, "pull"], clone)
-    assert (clone / "results/models/tgt/scratch/best.pt").is_file() and (clone / "data/cache/tgt").is_dir()
+    assert (clone / "results/models/tgt/scratch/model/model.safetensors").is_file() and (clone / "data/cache/tgt").is_dir()
     status = run([DVC, "repro"], clone).stdout
     assert "Data and pipelines are up to date" in status, status
     assert _metrics(clone) == first

@@ -41,8 +41,8 @@ def test_every_step_succeeds_and_writes_its_outputs(study):
     results = Path(params["paths"]["results"])
     for setting in SETTINGS:
         run_dir = results / "models" / "tgt" / setting
-        assert (run_dir / "best.pt").is_file() and (run_dir / "train_log.json").is_file()
-        assert (run_dir / "last.pt").is_file() == (setting != "zero_shot")
+        assert (run_dir / "model" / "config.json").is_file() and (run_dir / "train_log.json").is_file()
+        assert (run_dir / "resume.safetensors").is_file() == (setting != "zero_shot")
     for setting in (*SETTINGS, "popularity"):
         metrics = json.loads((results / "metrics" / "tgt" / f"{setting}.json").read_text())
         assert set(metrics) == {"test", "valid", "wall_s"}  # numbers only: `dvc metrics show` is a table
@@ -73,10 +73,10 @@ def test_evaluate_reproduces_the_metrics_the_training_run_wrote(study):
 def test_settings_start_from_what_they_should(study):
     params, _, _, _ = study
     models = Path(params["paths"]["results"]) / "models"
-    source = ckpt.read(models / "src" / "pretrain" / "best.pt")["state"]
-    zero = ckpt.read(models / "tgt" / "zero_shot" / "best.pt")
+    source = ckpt.read(models / "src" / "pretrain" / "model")["state"]
+    zero = ckpt.read(models / "tgt" / "zero_shot" / "model")
     assert all(torch.equal(zero["state"][k], v) for k, v in source.items())  # no target training at all
-    frozen = ckpt.read(models / "tgt" / "frozen" / "best.pt")
+    frozen = ckpt.read(models / "tgt" / "frozen" / "model")
     assert frozen["items_frozen"]
     assert all(torch.equal(frozen["state"][k], v) for k, v in source.items() if k.startswith("items."))  # fixed
     assert any(not torch.equal(frozen["state"][k], v) for k, v in source.items() if k.startswith("user."))
@@ -86,14 +86,14 @@ def test_settings_start_from_what_they_should(study):
         if loaded:
             assert log["load_report"]["counts"]["loaded"] > 0 and log["load_report"]["counts"]["unused"] == 0
             assert all(r.startswith("frozen encoder bottom") for r in log["load_report"]["not_loaded"].values())
-    assert ckpt.read(models / "tgt" / "id" / "best.pt")["kind"] == "id"
+    assert ckpt.read(models / "tgt" / "id" / "model")["kind"] == "id"
 
 
 def test_lora_trains_adapters_and_saves_a_plain_model(study):
     params, _, _, _ = study
     models = Path(params["paths"]["results"]) / "models"
-    source = ckpt.read(models / "src" / "pretrain" / "best.pt")["state"]
-    lora, finetune = (ckpt.read(models / "tgt" / s / "best.pt")["state"] for s in ("lora", "finetune"))
+    source = ckpt.read(models / "src" / "pretrain" / "model")["state"]
+    lora, finetune = (ckpt.read(models / "tgt" / s / "model")["state"] for s in ("lora", "finetune"))
     assert set(lora) == set(finetune)  # adapters merged: the plain architecture, for evaluate/recommend/export
     top = [k for k in source if k.startswith("items.text.top.")]
     adapted = [k for k in top if k.endswith(("query.weight", "value.weight"))]
@@ -139,7 +139,7 @@ def test_variants_train_on_a_share_of_users_and_start_from_their_source_model(st
     assert half["run"] == "pretrain@src0.5" and half["user_fraction"] == 0.5
     assert 0.3 * full["trained_users"] <= half["trained_users"] <= 0.7 * full["trained_users"]
     finetune = json.loads((results / "models" / "tgt" / "finetune@src0.5" / "train_log.json").read_text())
-    assert finetune["init_from"].endswith("pretrain@src0.5/best.pt")
+    assert finetune["init_from"].endswith("pretrain@src0.5/model")
     scaled = json.loads((results / "models" / "tgt" / "scratch@tgt0.5-seed1" / "train_log.json").read_text())
     scratch = json.loads((results / "models" / "tgt" / "scratch" / "train_log.json").read_text())
     assert scaled["seed"] == params["train"]["seed"] + 1 and scaled["trained_users"] < scratch["trained_users"]

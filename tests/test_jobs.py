@@ -32,7 +32,7 @@ def test_a_stale_dvc_yaml_is_named_in_one_line(tmp_path):
 
 def test_inputs_params_and_code_are_exact():
     params = P.load(ROOT / "params.yaml")
-    model = "results/models/source/{}/best.pt"
+    model = "results/models/source/{}/model/model.safetensors"
     get = lambda run: jobs.job(params, "transfer", target="mixed_target", run=run)  # noqa: E731
     assert not any("models/" in i for i in get("scratch").inputs)          # no source checkpoint
     assert model.format("pretrain") in get("finetune").inputs
@@ -53,7 +53,9 @@ def test_inputs_params_and_code_are_exact():
     assert jobs.job(params, "pretrain", run="pretrain@src0.1").cmd.endswith("transrec pretrain --variant src0.1")
     exports = [j for j in jobs.jobs(params) if j.step == "export"]  # each target's finetune model, top-100
     assert len(exports) == len(params["study"]["targets"])
-    assert "results/models/mixed_target/finetune/best.pt" in jobs.job(params, "export", target="mixed_target").inputs
+    export = jobs.job(params, "export", target="mixed_target")
+    assert {f"results/models/mixed_target/finetune/model/{f}" for f in ("model.safetensors", "config.json")} <= set(export.inputs)
+    assert "--model results/models/mixed_target/finetune/model " in export.cmd
 
 
 @pytest.mark.parametrize("profile", sorted(p.name for p in (ROOT / "profiles").glob("*.yaml")))

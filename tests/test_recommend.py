@@ -1,5 +1,6 @@
 """`transrec recommend` and `transrec add-items` on a tiny world: what users see, new items, bad input."""
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ def test_recommend_prints_top_k_without_the_history(trained, capsys):
     assert scores == sorted(scores, reverse=True)
     titles = dict(zip(items["key"].to_list(), items["title"].to_list()))
     assert all(r["title"] == titles[r["key"]] for r in recs)
-    assert main(["recommend", "--model", str(models / "tgt" / "scratch" / "best.pt"), "--platform", "tgt",
+    assert main(["recommend", "--model", str(models / "tgt" / "scratch" / "model" / "model.safetensors"), "--platform", "tgt",
                  "--history", ",".join(history), "--k", "3", *p]) == 0
     table = capsys.readouterr().out
     assert table.startswith("top 3 of ") and recs[0]["key"] in table
@@ -91,8 +92,7 @@ def test_added_items_get_the_vector_a_catalogue_item_gets_and_are_recommended(tr
     good as one trained with."""
     params, p, models, items = trained
     model = tmp_path / "model"
-    model.mkdir()
-    (model / "best.pt").write_bytes((models / "tgt" / "scratch" / "best.pt").read_bytes())
+    shutil.copytree(models / "tgt" / "scratch" / "model", model)  # a model folder travels on its own
     twins = items.filter(pl.col("modality") != "dropped").head(6)
     new = twins.select(("new-" + pl.col("key")).alias("key"), "title", "text", "image", "modality")
     new.write_csv(tmp_path / "new.csv")
@@ -121,8 +121,7 @@ def test_added_items_get_the_vector_a_catalogue_item_gets_and_are_recommended(tr
 def test_add_items_bad_input(trained, tmp_path, capsys):
     params, p, models, items = trained
     model = tmp_path / "model"
-    model.mkdir()
-    (model / "best.pt").write_bytes((models / "tgt" / "scratch" / "best.pt").read_bytes())
+    shutil.copytree(models / "tgt" / "scratch" / "model", model)  # a model folder travels on its own
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     pl.DataFrame({"key": ["a", "b", "c"], "title": ["", "a tagine recipe", "football boots"],
                   "image": [str(tmp_path / "broken.jpg"), str(tmp_path / "broken.jpg"), None]}).write_csv(tmp_path / "new.csv")

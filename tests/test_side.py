@@ -266,7 +266,7 @@ def test_new_items_get_their_layer_states_from_the_encoders(transferred, tmp_pat
     assert set(twins["modality"]) == {"text", "image"}
     twins.select(("new-" + pl.col("key")).alias("key"), "title", "text", "image", "modality").write_csv(tmp_path / "new.csv")
     assert main(["add-items", "--model", str(model), "--platform", "tgt", "--items", str(tmp_path / "new.csv"), *p]) == 0
-    stored = pl.read_parquet(model / "added" / "tgt.parquet")
+    stored = pl.read_parquet(model / "model" / "added" / "tgt.parquet")  # added items travel in the model folder
     from transrec.recommend import catalogue, load
 
     net, data, _ = load(params, model, "tgt")

@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from tiny import with_results
 from transrec.cli import main
 from transrec.model import checkpoint as ckpt
 from transrec.model.config import ModelConfig
 from transrec.model.recommender import Recommender
+from transrec.tensor_file import load_tree
 from transrec.train.loop import run
 from transrec.train.settings import pretrain_spec, transfer_spec
 from transrec.train.tracking import read_offline_run
@@ -38,14 +38,15 @@ def pretrained(world, tmp_path_factory):
 def test_pretrain_writes_run_dir_and_log(pretrained):
     params, log = pretrained
     out = Path(params["paths"]["results"]) / "models" / "src" / "pretrain"
-    assert {p.name for p in out.iterdir()} >= {"best.pt", "last.pt", "train_log.json"}
+    assert {p.name for p in out.iterdir()} >= {"model", "resume.safetensors", "train_log.json"}
+    assert {p.name for p in (out / "model").iterdir()} == {"model.safetensors", "config.json", "README.md"}
     assert log["complete"] and len(log["evaluations"]) == 2 and log["platform"] == "src"
     for epoch in log["evaluations"]:
         assert epoch["loss"] > 0 and 0 <= epoch["valid"]["ndcg@10"] <= 1 and epoch["wall_s"] > 0
     assert set(log["test"]) == {"hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr"}
     weights = log["image_weights"]  # the offline EfficientNet-Lite0 state dict loads completely
     assert weights["tensors"] == 296 and weights["missing"] == [] and weights["unexpected"] == []
-    best = ckpt.read(out / "best.pt")
+    best = ckpt.read(out)  # the run's folder names its model folder
     assert not any(k.startswith(("items.text.bottom", "items.text.embeddings")) for k in best["state"])
 
 
@@ -63,16 +64,16 @@ def test_same_seed_same_run(world, tmp_path):
 
 def test_checkpoint_load_report_says_what_was_not_loaded_and_why(pretrained):
     params, _ = pretrained
-    payload = ckpt.read(Path(params["paths"]["results"]) / "models" / "src" / "pretrain" / "best.pt")
+    payload = ckpt.read(Path(params["paths"]["results"]) / "models" / "src" / "pretrain" / "model")
     cfg = ModelConfig.from_dict(payload["model_config"])
     content = Recommender(cfg, "content", image_size=16)
-    report = ckpt.load_into(content, payload, "best.pt")
+    report = ckpt.load_into(content, payload, "the model folder")
     reasons = set(report["not_loaded"].values())
     assert all(r.startswith("frozen encoder bottom") for r in reasons) and report["counts"]["unused"] == 0
     assert any(k.startswith("items.text.top.") for k in report["loaded"])
     assert any(k.startswith("user.blocks.") for k in report["loaded"])
     id_model = Recommender(cfg, "id", n_items=40)
-    report = ckpt.load_into(id_model, payload, "best.pt", transfer=True)
+    report = ckpt.load_into(id_model, payload, "the model folder", transfer=True)
     assert report["not_loaded"]["items.table.weight"].startswith("item-ID table: items are platform-specific")
     assert all(k.startswith("user.") for k in report["loaded"]) and report["counts"]["loaded"] > 10
     assert all(v == "not in this model" for v in report["unused"].values())  # the content encoders' tops
@@ -95,11 +96,11 @@ def test_killed_run_resumes_to_the_same_result(world, tmp_path, model):
     proc = subprocess.Popen([sys.executable, "-m", "transrec.cli", "transfer", "tgt", "scratch", "--params",
                              str(params_path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not (out / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+    while not (out / "resume.safetensors").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    state = torch.load(out / "last.pt", weights_only=False)["state"]
+    state = load_tree(out / "resume.safetensors")[0]["state"]
     assert not state["complete"] and 1 <= state["epoch"] < 4  # really killed mid-run
     assert main(["transfer", "tgt", "scratch", "--params", str(params_path)]) == 0
     resumed = json.loads((out / "train_log.json").read_text())
@@ -107,7 +108,7 @@ def test_killed_run_resumes_to_the_same_result(world, tmp_path, model):
     assert [e["loss"] for e in resumed["evaluations"]] == [e["loss"] for e in expected["evaluations"]]
     assert [e["valid"] for e in resumed["evaluations"]] == [e["valid"] for e in expected["evaluations"]]
     assert resumed["test"] == expected["test"] and resumed["best_epoch"] == expected["best_epoch"]
-    marker = torch.load(out / "last.pt", weights_only=False)
+    marker = load_tree(out / "resume.safetensors")[0]
     assert marker["state"]["complete"] and "model" not in marker and "optimizer" not in marker  # slimmed
     assert main(["transfer", "tgt", "scratch", "--params", str(params_path)]) == 0  # complete: nothing to do
 
@@ -133,6 +134,10 @@ def test_wandb_offline_run_reads_back(world, tmp_path, monkeypatch):
     assert tables[0]["sample_recommendations/nrows"] == 4 * 5  # 4 users x top 5
     # user, history, rank, item, key, title, modality, score, new, hit + the image column
     assert tables[0]["sample_recommendations/ncols"] == 11
+    (artifact,) = [a for a in back["artifacts"] if a["type"] == "model"]  # the model folder, as it is on disk
+    assert artifact["name"] == "model-tgt-id" and artifact["type"] == "model"
+    assert artifact["files"] == ["README.md", "config.json", "model.safetensors"]
+    assert artifact["metadata"]["metrics"]["test"]["hr@10"] == pytest.approx(log["test"]["hr@10"])
 
 
 def test_background_batch_workers_give_the_same_run(world, tmp_path):
@@ -153,6 +158,6 @@ def test_compiled_user_encoder_trains_and_keeps_checkpoint_keys(world, tmp_path)
     a = run(plain, transfer_spec(plain, "tgt", "scratch"), progress=False)
     compiled = with_results(world, tmp_path / "compiled", train={"epochs": 1, "compile": True}, model=no_dropout)
     b = run(compiled, transfer_spec(compiled, "tgt", "scratch"), progress=False)
-    state = ckpt.read(tmp_path / "compiled" / "models" / "tgt" / "scratch" / "best.pt")["state"]
-    assert state.keys() == ckpt.read(tmp_path / "plain" / "models" / "tgt" / "scratch" / "best.pt")["state"].keys()
+    state = ckpt.read(tmp_path / "compiled" / "models" / "tgt" / "scratch" / "model")["state"]
+    assert state.keys() == ckpt.read(tmp_path / "plain" / "models" / "tgt" / "scratch" / "model")["state"].keys()
     assert b["evaluations"][0]["loss"] == pytest.approx(a["evaluations"][0]["loss"], rel=1e-3)  # same maths, fused kernels

@@ -186,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_gpu_run)
     __import__("transrec.train.cli", fromlist=["add_commands"]).add_commands(sub, common)  # cache/pretrain/transfer/evaluate
     __import__("transrec.recommend_cli", fromlist=["add_commands"]).add_commands(sub, common)  # recommend/add-items
+    __import__("transrec.model_cli", fromlist=["add_commands"]).add_commands(sub, common)  # convert-model/push-model
     return parser
 
 

@@ -22,12 +22,15 @@ from tqdm import tqdm
 
 from transrec.atomic import atomic_path
 from transrec.errors import TransrecError
-from transrec.paths import recommendations_file
-from transrec.recommend import added_path, catalogue, load, model_path
+from transrec.model.checkpoint import model_folder
+from transrec.paths import MODEL_DIR, recommendations_file
+from transrec.recommend import added_path, catalogue, load
 
 
 def output_file(params: dict, model: str | Path, platform: str) -> Path:
-    return recommendations_file(params, platform, model_path(model).parent.name)
+    """Named after the run (a run's model/ folder) or the model folder itself."""
+    folder = model_folder(model)
+    return recommendations_file(params, platform, folder.parent.name if folder.name == MODEL_DIR else folder.name)
 
 
 def _histories(data) -> tuple[np.ndarray, np.ndarray]:

@@ -126,7 +126,8 @@ def train_outputs(params: dict, platform: str, run: str) -> tuple[tuple[str, ...
     """(model files + run info, metrics file) of a training run (also with Snakemake's "{wildcard}"
     placeholders)."""
     folder = paths.run_dir(params, platform, run)
-    return (_s([folder / "best.pt", folder / "train_log.json", paths.run_info_file(params, platform, run)]),
+    return (_s([*paths.model_files(params, platform, run), folder / "train_log.json",
+                paths.run_info_file(params, platform, run)]),
             _s([paths.metrics_file(params, platform, run)]))
 
 
@@ -160,8 +161,7 @@ def job(params: dict, step: str, **wildcards: str) -> Job:
         if setting in FROM_SOURCE:
             if study.source(params) is None:
                 raise TransrecError(f"{target}/{run}: {setting} starts from a source model, but study.source is null")
-            inputs.append(paths.run_dir(params, study.source(params), run_name("pretrain", Variant(src=point.src)))
-                          / "best.pt")
+            inputs += paths.model_files(params, study.source(params), run_name("pretrain", Variant(src=point.src)))
         outputs, metrics = train_outputs(params, target, run)
         return Job(step, (("target", target), ("run", run)),
                    f"transrec gpu-run --gpus {gpus} -- transrec transfer {target} {run}", _s(inputs), outputs,
@@ -174,10 +174,10 @@ def job(params: dict, step: str, **wildcards: str) -> Job:
                    info, _s([paths.metrics_file(params, p, "popularity")]), ("evaluate",), uncached=info)
     if step == "export":  # the finetune model of a target: every user's top-K
         target = wildcards["target"]
-        model = paths.run_dir(params, target, "finetune") / "best.pt"
+        model = paths.model_files(params, target, "finetune")
         return Job(step, (("target", target),),
-                   f"transrec export --model {model.parent.as_posix()} --platform {target} --k {EXPORT_K}",
-                   _s([model, *_platform_inputs(params, target, True)]),
+                   f"transrec export --model {model[0].parent.as_posix()} --platform {target} --k {EXPORT_K}",
+                   _s([*model, *_platform_inputs(params, target, True)]),
                    _s([paths.recommendations_file(params, target, "finetune")]), params=("evaluate.chunk_users",))
     if step == "report":
         out = paths.report_dir(params)

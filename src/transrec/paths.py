@@ -3,7 +3,8 @@
     <data>/raw/<platform>/manifest.json          download
     <data>/processed/<platform>/...              clean, resize, tokenize, split (PROCESSED: what training reads)
     <data>/cache/<platform>/                     cache (the frozen encoder layers' outputs)
-    <results>/models/<platform>/<run>/           best.pt, last.pt, train_log.json
+    <results>/models/<platform>/<run>/           model/ (the model folder), resume.safetensors, train_log.json
+    <results>/models/<platform>/<run>/model/     model.safetensors, config.json, README.md (transrec.model.checkpoint)
     <results>/metrics/<platform>/<run>.json      one per evaluated run: test and valid metrics only (DVC metrics)
     <results>/run_info/<platform>/<run>.json     the same run's counts, protocol, checkpoint, W&B folder
     <results>/recommendations/<platform>/<run>.parquet   transrec export: every user's top-K
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+MODEL_DIR, MODEL_WEIGHTS, MODEL_CONFIG, MODEL_CARD = "model", "model.safetensors", "config.json", "README.md"
+RESUME = "resume.safetensors"  # a run's position, optimizer and RNG state (transrec.train.loop)
 PROCESSED = ("split.parquet", "catalog.parquet", "text_ids.npy", "text_mask.npy", "images.npy")
 
 
@@ -41,6 +44,16 @@ def cache_dir(params: dict, platform: str) -> Path:
 
 def run_dir(params: dict, platform: str, run: str) -> Path:
     return Path(params["paths"]["results"]) / "models" / platform / run
+
+
+def model_dir(params: dict, platform: str, run: str) -> Path:
+    """A run's model folder (what evaluate, recommend, export and transfer read)."""
+    return run_dir(params, platform, run) / MODEL_DIR
+
+
+def model_files(params: dict, platform: str, run: str) -> list[Path]:
+    folder = model_dir(params, platform, run)
+    return [folder / MODEL_WEIGHTS, folder / MODEL_CONFIG, folder / MODEL_CARD]
 
 
 def metrics_file(params: dict, platform: str, run: str) -> Path:

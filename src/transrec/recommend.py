@@ -3,8 +3,9 @@
     transrec recommend --model M --platform P --history k1,k2,... [--k 10] [--json]
     transrec add-items --model M --platform P --items new.csv|new.parquet
 
-M is a trained run's best.pt (or its folder). P is a processed platform from params: the one the model
-was trained on, or, for a content model, any other one (zero-shot: the model encodes P's items).
+M is a trained model folder (transrec.model.checkpoint; a run's folder names its model/ folder). P is a
+processed platform from params: the one the model was trained on, or, for a content model, any other one
+(zero-shot: the model encodes P's items).
 
 New items (add-items): a table with `key` and at least one of `text` / `title` / `image` (a path);
 an optional `modality` (text | image | both) says which inputs the model reads, otherwise an item with
@@ -27,6 +28,7 @@ from transrec.atomic import write_parquet
 from transrec.data.platform import DROPPED, MODALITY_CODES, PlatformData
 from transrec.errors import TransrecError
 from transrec.model.build import load_trained
+from transrec.model.checkpoint import model_folder
 from transrec.model.items import ItemFeatures
 from transrec.runtime import pick_device, set_threads
 
@@ -52,18 +54,14 @@ class Catalogue:
         return [where[k] for k in keys]
 
 
-def model_path(path: str | Path) -> Path:
-    path = Path(path)
-    return path / "best.pt" if path.is_dir() else path
-
-
 def added_path(model: str | Path, platform: str) -> Path:
-    return model_path(model).parent / "added" / f"{platform}.parquet"
+    """Items added to a platform for this model live in its folder (they travel with it)."""
+    return model_folder(model) / "added" / f"{platform}.parquet"
 
 
 def load(params: dict, model: str | Path, platform: str, device="cpu", bottoms: bool = False):
     """(model, platform data, payload) with the model pointed at `platform`'s items."""
-    return load_trained(params, model_path(model), platform, device, bottoms)
+    return load_trained(params, model, platform, device, bottoms)
 
 
 def catalogue(net, data: PlatformData, added: Path | None) -> Catalogue:
@@ -202,7 +200,7 @@ def add_items(params: dict, model: str | Path, platform: str, items: Path) -> di
         set_threads(params["train"]["num_threads"])
     net, data, payload = load(params, model, platform, device, bottoms=True)  # new items go through it all
     if payload["kind"] != "content":
-        raise TransrecError(f"{model_path(model)} is an ID model: it has no way to encode items it was not trained on")
+        raise TransrecError(f"{model_folder(model)} is an ID model: it has no way to encode items it was not trained on")
     frame = read_new_items(Path(items))
     store = added_path(model, platform)
     # A dropped catalogue item (no usable text or image) may come back with content as a new item.

@@ -8,7 +8,8 @@ def _recommend(args) -> None:
 
     from transrec import params as P
     from transrec.errors import TransrecError
-    from transrec.recommend import added_path, catalogue, load, model_path, top_k
+    from transrec.model.checkpoint import model_folder
+    from transrec.recommend import added_path, catalogue, load, top_k
     from transrec.runtime import pick_device, set_threads
 
     params = P.load(args.params)
@@ -22,7 +23,7 @@ def _recommend(args) -> None:
         raise TransrecError("--history is empty: give item keys separated by commas")
     recs = top_k(net, cat, cat.index(keys), args.k, exclude_history=not args.keep_history)
     if args.json:
-        print(json.dumps({"model": str(model_path(args.model)), "trained_on": payload.get("platform"),
+        print(json.dumps({"model": str(model_folder(args.model)), "trained_on": payload.get("platform"),
                           "platform": args.platform, "history": keys, "recommendations": recs}, indent=1))
         return
     mode = "" if payload.get("platform") == args.platform else f" (zero-shot: trained on {payload.get('platform')})"
@@ -63,7 +64,7 @@ def _export(args) -> None:
 
 def add_commands(sub, common) -> None:
     p = sub.add_parser("recommend", parents=[common], help="top-K items for a history of item keys")
-    p.add_argument("--model", required=True, help="a run's best.pt (or its folder)")
+    p.add_argument("--model", required=True, help="a model folder (or a run's folder)")
     p.add_argument("--platform", required=True, help="platform whose items to rank (another one: zero-shot)")
     p.add_argument("--history", required=True, help="item keys, oldest first, separated by commas")
     p.add_argument("--k", type=int, default=10, help="how many items (default 10)")
@@ -71,12 +72,12 @@ def add_commands(sub, common) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_recommend)
     p = sub.add_parser("add-items", parents=[common], help="encode new items (no retraining) so recommend ranks them")
-    p.add_argument("--model", required=True, help="a content model's best.pt (or its folder)")
+    p.add_argument("--model", required=True, help="a content model's folder (or its run's folder)")
     p.add_argument("--platform", required=True, help="the platform the items join")
     p.add_argument("--items", required=True, help="CSV or parquet: key, and text/title and/or image (path), [modality]")
     p.set_defaults(func=_add_items)
     p = sub.add_parser("export", parents=[common], help="top-K recommendations of every user to parquet")
-    p.add_argument("--model", required=True, help="a run's best.pt (or its folder)")
+    p.add_argument("--model", required=True, help="a model folder (or a run's folder)")
     p.add_argument("--platform", required=True, help="platform whose users and items (another one: zero-shot)")
     p.add_argument("--k", type=int, default=100, help="items per user (default 100)")
     p.add_argument("--users", default=None, help="a file of user keys, one per line (default: every user)")

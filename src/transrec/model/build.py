@@ -1,5 +1,5 @@
 """A platform's model: built from params, its catalogue attached (through the frozen-layer cache when
-train.cache is on), and a trained run's model loaded from its best.pt. Training, evaluation,
+train.cache is on), and a trained model loaded from its model folder. Training, evaluation,
 recommendation and export all build and load models here."""
 from __future__ import annotations
 
@@ -33,21 +33,23 @@ def build_model(params: dict, data: PlatformData, kind: str, device, use_cache: 
 
 def load_trained(params: dict, path: str | Path, platform: str, device="cpu",
                  bottoms: bool = False) -> tuple[Recommender, PlatformData, dict]:
-    """(model, platform data, checkpoint payload): a trained run's best.pt on `platform`'s items (its own, or
-    another platform's for a content model: zero-shot). The frozen-layer cache is only a speed-up: a
-    missing or stale one means the full encoders. A checkpoint that does not fit its model is one line."""
+    """(model, platform data, payload): a trained model folder (or a run's folder) on `platform`'s items (its
+    own, or another platform's for a content model: zero-shot). The frozen-layer cache is only a speed-up: a
+    missing or stale one means the full encoders. A folder that does not fit its model is one line."""
     from transrec import params as P
 
-    path = Path(path)
-    if not path.is_file():
-        raise TransrecError(f"{path} not found")
     payload = ckpt.read(path)
+    path = Path(payload["folder"])
     P.platform_config(params, platform)  # an unknown platform -> one line
     data = PlatformData(processed_dir(params, platform), platform)
     kind = payload["kind"]
     if kind == "id" and platform != payload.get("platform"):
         raise TransrecError(f"{path} is an ID model trained on {payload.get('platform')}: it has no vectors for "
                             f"{platform}'s items (zero-shot needs a content model)")
+    if kind == "id" and payload.get("catalogue") != ckpt.catalogue_hash(data.proc):
+        raise TransrecError(f"{path} is an ID model of another {platform} catalogue (fingerprint "
+                            f"{payload.get('catalogue')} vs {ckpt.catalogue_hash(data.proc)} here): its item rows are "
+                            "other items; retrain it on this data")
     cfg, tcfg = ModelConfig.from_dict(payload["model_config"]), params["train"]
     try:
         net = build_model(params, data, kind, device, bool(tcfg["cache"]) and kind == "content", tcfg["cache_dtype"],

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from transrec.atomic import atomic_memmap, write_json, write_npy
 from transrec.data.platform import PlatformData
 from transrec.errors import TransrecError
+from transrec.model.config import ImageEncoderConfig, TextEncoderConfig
 from transrec.model.image import LITE, lite0_weights_file
 from transrec.model.items import ContentTower
 from transrec.model.side import SideTower
@@ -70,20 +71,26 @@ def _files_hash(paths: list[Path]) -> str | None:
     return hashlib.sha256("".join(file_hash(p) for p in paths).encode()).hexdigest()[:16] if paths else None
 
 
+def encoder_files(text: TextEncoderConfig, image: ImageEncoderConfig) -> dict:
+    """Hashes of the local files the encoders' pretrained weights load from (None: random or hub weights)."""
+    lite0 = lite0_weights_file() if image.name == LITE and image.pretrained else None
+    return {"text": _files_hash(weight_files(text)), "image": _files_hash([lite0] if lite0 else [])}
+
+
 def fingerprint(tower: ContentTower | SideTower, data: PlatformData, dtype: str) -> dict:
     """frozen_weights hashes the frozen tensors themselves (an encoder built with its bottom); weights_file
     hashes the pretrained files they load from, which is what a run that does not build its frozen bottom
     (it trains from this cache, see TextEncoder) can check; `load` compares what both sides have."""
     t, i = tower.text, tower.image
-    lite0 = lite0_weights_file() if i.cfg.name == LITE and i.cfg.pretrained else None
+    files = encoder_files(t.cfg, i.cfg)
     return {
         "tower": tower.cfg.item_tower,
         "text": {"name": t.cfg.name, "pretrained": t.cfg.pretrained, "layers": t.n_layers,
                  **({"pooling": t.cfg.pooling} if isinstance(tower, SideTower) else {}),
-                 "frozen_depth": t.frozen_depth, "weights_file": _files_hash(weight_files(t.cfg)),
+                 "frozen_depth": t.frozen_depth, "weights_file": files["text"],
                  "frozen_weights": weights_hash(t, t.frozen_prefixes()) if t.has_bottom else None},
         "image": {"name": i.cfg.name, "pretrained": i.cfg.pretrained, "frozen_depth": i.frozen_depth,
-                  "image_size": data.image_size, "weights_file": _files_hash([lite0] if lite0 else []),
+                  "image_size": data.image_size, "weights_file": files["image"],
                   "frozen_weights": weights_hash(i, i.frozen_prefixes()) if i.has_bottom else None},
         "max_len": int(data.text_ids.shape[1]),
         "dtype": dtype,

@@ -7,8 +7,8 @@ blocks (1x1 expand/project convs of MBConv, the head conv, ResNet's convs; depth
 What trains: the adapters, the item projections, fusion and the user encoder. The frozen bottoms and the
 frozen-layer cache are the same as finetune's, so `lora` reads the same cache.
 
-Checkpoints: last.pt keeps the adapters as they are (a killed run resumes them); best.pt stores the merged
-weights (W + scale * B @ A), so a trained lora run is a plain model for evaluate, recommend and export.
+Checkpoints: the resume file keeps the adapters as they are (a killed run resumes them); the model folder
+stores the merged weights (W + scale * B @ A), so a trained lora run is a plain model for evaluate, recommend and export.
 """
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
     transrec cache PLATFORM            -> {paths.data}/cache/PLATFORM/{text.npy,image.npy,cache.json} (heads tower)
                                         or {layers_text.npy,layers_image.npy,cache.json} (side tower)
-    transrec pretrain [--variant V]  -> {paths.results}/models/<source>/pretrain[@V]/{best.pt,last.pt,train_log.json}
+    transrec pretrain [--variant V]  -> {paths.results}/models/<source>/pretrain[@V]/{model/,resume.safetensors,train_log.json}
                                         + {paths.results}/metrics/<source>/pretrain[@V].json
-    transrec transfer TARGET RUN     -> {paths.results}/models/TARGET/RUN/{best.pt,last.pt,train_log.json}
+    transrec transfer TARGET RUN     -> {paths.results}/models/TARGET/RUN/{model/,resume.safetensors,train_log.json}
                                         + {paths.results}/metrics/TARGET/RUN.json
     transrec evaluate PLATFORM RUN   -> {paths.results}/metrics/PLATFORM/RUN.json
 RUN is SETTING[@VARIANT], e.g. finetune, finetune@src0.3, scratch@tgt0.1-seed1 (transrec.variants).
@@ -94,13 +94,13 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_cache)
     p = sub.add_parser("pretrain", parents=[common], help="pre-train on the platform with role: source")
     p.add_argument("--variant", default="", help="a study point: src<f> pre-trains on that share of the users")
-    p.add_argument("--restart", action="store_true", help="ignore last.pt and train from the start")
+    p.add_argument("--restart", action="store_true", help="ignore the resume file and train from the start")
     p.set_defaults(func=_pretrain)
     p = sub.add_parser("transfer", parents=[common], help="train/transfer to a target in one setting")
     p.add_argument("target", help="target platform name from params.yaml")
     p.add_argument("run", metavar="RUN", help=f"SETTING[@VARIANT]; SETTING: {' | '.join(SETTINGS)}; "
                    "VARIANT: src<f>, tgt<f>, seed<n> joined by '-' (e.g. finetune@tgt0.1-seed1)")
-    p.add_argument("--restart", action="store_true", help="ignore last.pt and train from the start")
+    p.add_argument("--restart", action="store_true", help="ignore the resume file and train from the start")
     p.set_defaults(func=_transfer)
     p = sub.add_parser("evaluate", parents=[common], help="full-ranking test metrics of one run (or popularity)")
     p.add_argument("platform", help="platform name from params.yaml")

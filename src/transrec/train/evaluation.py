@@ -1,7 +1,7 @@
 """`transrec evaluate PLATFORM RUN` -> {paths.results}/metrics/<platform>/<RUN>.json
 
 RUN: popularity (train-interaction counts, no model), or a trained run, SETTING[@VARIANT] with SETTING
-pretrain | scratch | finetune | lora | frozen | zero_shot | id: its best.pt evaluated again (the training
+pretrain | scratch | finetune | lora | frozen | zero_shot | id: its model folder evaluated again (the training
 commands write the same file when they finish; this re-evaluates, e.g. after changing `evaluate`).
 Leave-one-out test (context: train + validation item) and validation (context: train), full
 ranking over every non-dropped item, history masked (evaluate.mask_history), ties pessimistic.
@@ -16,7 +16,7 @@ from transrec.errors import TransrecError
 from transrec.evaluate.document import metrics_document, write_run
 from transrec.evaluate.ranking import model_scorer, popularity_scorer, rank_split
 from transrec.model.build import load_trained
-from transrec.paths import processed_dir, run_dir
+from transrec.paths import MODEL_CONFIG, model_dir, processed_dir
 from transrec.runtime import pick_device, set_threads
 from transrec.train.settings import EVAL_SETTINGS
 from transrec.train.tracking import Tracker
@@ -41,8 +41,8 @@ def evaluate(params: dict, platform: str, run: str, progress: bool = True) -> di
         data = PlatformData(processed_dir(params, platform), platform)
         scorer, max_len = popularity_scorer(data, device), params["model"]["user_encoder"]["max_len"]
     else:
-        path = run_dir(params, platform, run) / "best.pt"
-        if not path.is_file():
+        path = model_dir(params, platform, run)
+        if not (path / MODEL_CONFIG).is_file():
             how = (f"transrec pretrain{' --variant ' + point.name if point.name else ''}" if setting == "pretrain"
                    else f"transrec transfer {platform} {run}")
             raise TransrecError(f"{path} not found: run `{how}` first")

@@ -1,17 +1,19 @@
 """The training loop, nanoGPT style: one model, a plain loop over steps, read top to bottom:
-run = prepare (runtime, data, model, optimizer) -> resume (last.pt) -> fit (steps, validation, early
+run = prepare (runtime, data, model, optimizer) -> resume (resume.safetensors) -> fit (steps, validation, early
 stopping, checkpoints) -> finish (best checkpoint on valid and test, metrics file, W&B summary).
 
 - Budget and early stopping in steps: validation NDCG@10 (full ranking) every train.eval_every steps
   (0 = at the end of every epoch), patience counted in evaluations, at most train.epochs epochs and
-  train.max_steps steps (0 = no step limit); best.pt holds the best evaluation's weights. The learning
+  train.max_steps steps (0 = no step limit); the model folder (model/, transrec.model.checkpoint) holds the
+  best evaluation's weights; its config.json and model card are written when the run finishes. The learning
   rate warms up linearly over train.warmup_steps, then stays (constant) or decays to 0 over the budget
   (cosine).
-- last.pt at every evaluation: model, optimizer, the position (epoch, step within it, global step),
-  torch RNG states, early-stop state, the log so far and the W&B run id. A killed run restarts from it
-  (batches are a function of (seed, epoch, step), so the resumed run draws what the uninterrupted one
-  would) and ends with the same result. A last.pt from a different configuration is ignored (the run starts over). When the run
-  completes, last.pt shrinks to a marker (fingerprint + state): rerunning a complete run does nothing.
+- resume.safetensors at every evaluation (transrec.tensor_file: tensors + JSON, no pickle): model,
+  optimizer, the position (epoch, step within it, global step), torch RNG states, early-stop state, the log
+  so far and the W&B run id. A killed run restarts from it (batches are a function of (seed, epoch, step),
+  so the resumed run draws what the uninterrupted one would) and ends with the same result. A resume file
+  from a different configuration is ignored (the run starts over). When the run completes, it shrinks to a
+  marker (fingerprint + state): rerunning a complete run does nothing.
 - torchrun: with WORLD_SIZE > 1 the process group is initialised (nccl on GPU, gloo on CPU), each
   rank takes its slice of every global batch, the model is DDP-wrapped, and only rank 0 evaluates,
   logs and writes checkpoints.
@@ -28,6 +30,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -37,17 +40,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from transrec import __version__
 from transrec.atomic import write_json
 from transrec.data.platform import PlatformData
 from transrec.evaluate.document import metrics_document, write_run
 from transrec.evaluate.ranking import model_scorer, rank_split
 from transrec.model import cache as frozen_cache
+from transrec.model import card, lora
 from transrec.model import checkpoint as ckpt
-from transrec.model import lora
 from transrec.model.build import build_model
 from transrec.model.recommender import Recommender
-from transrec.paths import metrics_file, processed_dir
+from transrec.paths import MODEL_CONFIG, MODEL_DIR, MODEL_WEIGHTS, RESUME, metrics_file, processed_dir
 from transrec.runtime import Runtime, mean_over_ranks, rank0_flag, setup, teardown
+from transrec.tensor_file import load_tree, save_tree
 from transrec.train.data import Batches, epoch_batches
 from transrec.train.optimizer import CpuAdamW, adamw
 from transrec.train.settings import RunSpec
@@ -108,7 +113,7 @@ class Run:
     data: PlatformData
     model: Recommender
     seed: int
-    fingerprint: str                # a last.pt is resumed only by the configuration that wrote it
+    fingerprint: str                # a resume file is resumed only by the configuration that wrote it
     optimizer: CpuAdamW | torch.optim.AdamW | None
     load_report: dict | None        # what the source checkpoint filled (finetune, frozen, zero_shot)
     cache: bool                     # the catalogue comes from the frozen-layer cache
@@ -129,6 +134,10 @@ class Run:
         return Path(self.spec.out_dir)
 
     @property
+    def model_dir(self) -> Path:
+        return self.out / MODEL_DIR
+
+    @property
     def name(self) -> str:
         return f"{self.spec.platform}/{self.spec.name}"
 
@@ -143,8 +152,8 @@ class Run:
 
 
 def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = True) -> dict:
-    """Train (unless zero_shot), evaluate the best checkpoint, write best.pt, train_log.json and the
-    metrics JSON. A complete run returns its log at once; an interrupted one resumes from last.pt."""
+    """Train (unless zero_shot), evaluate the best checkpoint, write the model folder, train_log.json and
+    the metrics JSON. A complete run returns its log at once; an interrupted one resumes from its resume file."""
     r = prepare(params, spec)
     if resume(r, restart):
         return json.loads((r.out / "train_log.json").read_text())
@@ -176,7 +185,7 @@ def prepare(params: dict, spec: RunSpec) -> Run:
                                                                        if k not in ("num_threads", "device", "loader_workers")},
                               "spec": [spec.platform, spec.name, spec.kind, spec.freeze_items, spec.train],
                               "lora": params["transfer"]["lora"] if spec.adapters else None,
-                              "init": frozen_cache.file_hash(spec.init_from) if spec.init_from else None,
+                              "init": frozen_cache.file_hash(Path(spec.init_from) / MODEL_WEIGHTS) if spec.init_from else None,
                               "split": frozen_cache.file_hash(data.proc / "split.parquet"), "world": rt.world})
     optimizer = None
     if spec.train:
@@ -188,16 +197,17 @@ def prepare(params: dict, spec: RunSpec) -> Run:
 
 
 def resume(r: Run, restart: bool = False) -> bool:
-    """Pick up the run's last.pt (unless restart): True when the run is already complete (nothing to do);
+    """Pick up the run's resume file (unless restart): True when the run is already complete (nothing to do);
     an interrupted run of the same configuration continues from its last evaluation."""
-    last_path, best_path, log_path = r.out / "last.pt", r.out / "best.pt", r.out / "train_log.json"
-    if last_path.is_file() and r.spec.train and not restart:
-        last = torch.load(last_path, map_location="cpu", weights_only=False)
+    resume_path, log_path = r.out / RESUME, r.out / "train_log.json"
+    if resume_path.is_file() and r.spec.train and not restart:
+        last, _ = load_tree(resume_path)
         if last.get("fingerprint") != r.fingerprint:
             if r.rt.master:
-                print(f"{last_path}: from a different configuration; starting over")
+                print(f"{resume_path}: from a different configuration; starting over")
         elif last["state"]["complete"]:
-            if best_path.is_file() and log_path.is_file() and metrics_file(r.params, r.spec.platform, r.spec.name).is_file():
+            if (r.model_dir / MODEL_CONFIG).is_file() and log_path.is_file() \
+                    and metrics_file(r.params, r.spec.platform, r.spec.name).is_file():
                 if r.rt.master:
                     print(f"{r.name}: already complete ({log_path}); --restart to train again")
                 return True
@@ -207,9 +217,9 @@ def resume(r: Run, restart: bool = False) -> bool:
             _set_rng_state(last["rng"])
             r.state, r.resumed = last["state"], True
             if r.rt.master:
-                print(f"{r.name}: resuming from {last_path} at step {r.state['step']} (epoch {r.state['epoch'] + 1})")
-    if r.spec.train and not r.resumed:
-        best_path.unlink(missing_ok=True)  # never evaluate a best.pt left by another configuration
+                print(f"{r.name}: resuming from {resume_path} at step {r.state['step']} (epoch {r.state['epoch'] + 1})")
+    if r.spec.train and not r.resumed:  # never evaluate a model left by another configuration
+        shutil.rmtree(r.model_dir, ignore_errors=True)
     return False
 
 
@@ -302,7 +312,7 @@ def validate(r: Run, losses: list[float], t0: float, progress: bool = True) -> b
         step, epoch = state["step"], state["epoch"] + (state["epoch_step"] > 0)
         if score > state["best"]:
             state.update(best=score, best_step=step, best_epoch=epoch, bad=0)
-            ckpt.save(r.out / "best.pt", checkpoint(r, step, epoch, valid["metrics"]))
+            save_best(r, step, epoch, valid["metrics"])
         else:
             state["bad"] += 1
         stop = state["bad"] >= r.tcfg["patience"]
@@ -316,19 +326,19 @@ def validate(r: Run, losses: list[float], t0: float, progress: bool = True) -> b
         tqdm.write(f"{r.name} step {step} (epoch {entry['epoch']:g}): loss {loss:.4f}  valid {MONITOR} {score:.4f}  "
                    f"hr@10 {valid['metrics']['hr@10']:.4f}  ({entry['wall_s']:.1f} s)"
                    + ("  best" if state["best_step"] == step else ""))
-        ckpt.save(r.out / "last.pt", {"format": ckpt.FORMAT, "fingerprint": r.fingerprint,
-                                      "model": ckpt.model_state(r.model, merge_adapters=False),
-                                      "optimizer": r.optimizer.state_dict(), "rng": _rng_state(), "state": state})
+        save_tree(r.out / RESUME, {"fingerprint": r.fingerprint, "model": ckpt.model_state(r.model, merge_adapters=False),
+                                   "optimizer": r.optimizer.state_dict(), "rng": _rng_state(), "state": state})
         write_log(r, False)
     return rank0_flag(r.rt, stop)
 
 
-def checkpoint(r: Run, step: int, epoch: int, valid: dict | None) -> dict:
-    """best.pt: the weights and what a reader needs to rebuild the model (transrec.model.checkpoint)."""
-    return {"format": ckpt.FORMAT, "kind": r.spec.kind, "model_config": r.model.cfg.to_dict(),
-            "n_items": r.data.n_items if r.spec.kind == "id" else None, "image_size": r.data.image_size,
-            "items_frozen": r.model.items_frozen, "state": ckpt.model_state(r.model), "platform": r.spec.platform,
-            "setting": r.spec.setting, "step": step, "epoch": epoch, "valid": valid}
+def save_best(r: Run, step: int, epoch: int, valid: dict | None) -> None:
+    """The model folder's weights, with what a reader needs to rebuild the model (transrec.model.checkpoint)."""
+    ckpt.save_weights(r.model_dir, ckpt.model_state(r.model), {
+        "kind": r.spec.kind, "model_config": r.model.cfg.to_dict(),
+        "n_items": r.data.n_items if r.spec.kind == "id" else None, "image_size": r.data.image_size,
+        "items_frozen": r.model.items_frozen, "platform": r.spec.platform, "setting": r.spec.setting,
+        "run": r.spec.name, "step": step, "epoch": epoch, "valid": valid, "catalogue": ckpt.catalogue_hash(r.data.proc)})
 
 
 def write_log(r: Run, complete: bool, extra: dict | None = None) -> dict:
@@ -354,20 +364,35 @@ def write_log(r: Run, complete: bool, extra: dict | None = None) -> dict:
 # ---- finish: the best checkpoint on valid and test, the metrics file, the W&B summary ---------------
 def finish(r: Run, progress: bool = True) -> dict:
     spec, state, model = r.spec, r.state, r.model
-    best_path, last_path = r.out / "best.pt", r.out / "last.pt"
-    if not best_path.is_file() or not spec.train or state["best_step"] == 0:
+    resume_path = r.out / RESUME
+    if not (r.model_dir / MODEL_WEIGHTS).is_file() or not spec.train or state["best_step"] == 0:
         valid = r.evaluate("valid", progress)  # zero_shot (or no step at all): the loaded model is the best model
         state.update(best=valid["metrics"][MONITOR], best_step=0, best_epoch=0)
-        ckpt.save(best_path, checkpoint(r, 0, 0, valid["metrics"]))
-    if spec.adapters:  # best.pt holds the merged weights of the plain architecture
+        save_best(r, 0, 0, valid["metrics"])
+    if spec.adapters:  # the model folder holds the merged weights of the plain architecture
         lora.remove_adapters(model)
-    ckpt.load_into(model, ckpt.read(best_path))
+    ckpt.load_into(model, ckpt.read(r.model_dir, finished=False))
     valid, test = r.evaluate("valid", progress), r.evaluate("test", progress)
+    wall = round(time.time() - r.started, 2)
+    state["complete"] = True
+    stopped_early = spec.train and state["step"] < r.total
+    document = metrics_document(r.data, spec.platform, spec.name, valid, test, r.params["evaluate"], r.ks,
+                                model.cfg.user_encoder.max_len, r.started, checkpoint=str(r.model_dir),
+                                epoch=state["best_epoch"], kind=spec.kind, wandb_run_dir=r.tracker.run_dir)
+    encoders = None
+    if spec.kind == "content":  # what a reader's local encoders must match (checkpoint.load_into checks)
+        encoders = {"identity": ckpt.encoder_identity(model.cfg),
+                    "weight_files": frozen_cache.encoder_files(model.cfg.text_encoder, model.cfg.image_encoder)}
+    config = ckpt.write_config(r.model_dir, {
+        "encoders": encoders, "run_fingerprint": r.fingerprint, "params_sha256": _hash_json(r.params),
+        "trainable_parameters": r.trainable, "steps": state["step"], "stopped_early": stopped_early if spec.train else None,
+        "metrics": {"valid": valid["metrics"], "test": test["metrics"]}, "protocol": document["protocol"],
+        "init_from": str(spec.init_from) if spec.init_from else None, "transrec_version": __version__})
+    card.write(r.model_dir, config, r.data.proc)
     r.tracker.summary({**{f"test/{k}": v for k, v in test["metrics"].items()},
                        **{f"best_valid/{k}": v for k, v in valid["metrics"].items()},
                        "best_step": state["best_step"], "best_epoch": state["best_epoch"],
                        "steps": state["step"], "evaluations": len(state["log"])})
-    wall = round(time.time() - r.started, 2)
     r.tracker.log({"test/" + k: v for k, v in test["metrics"].items()})
     if r.tracker.run is not None:  # what the model recommends, for people looking at the dashboard
         from transrec.recommend import sample_recommendations
@@ -375,19 +400,16 @@ def finish(r: Run, progress: bool = True) -> dict:
         rows = sample_recommendations(model, r.data, seed=r.seed)
         r.tracker.table("sample_recommendations", [{k: v for k, v in row.items() if k != "image_row"} for row in rows],
                         images={i: r.data.images[row["image_row"]] for i, row in enumerate(rows) if row["image_row"] >= 0})
+    r.tracker.artifact(f"model-{spec.platform}-{spec.name}", r.model_dir, "model",
+                       {k: config[k] for k in ("kind", "platform", "setting", "step", "metrics")})
     r.tracker.finish()
-    state["complete"] = True
-    if spec.train and last_path.is_file():
+    if spec.train and resume_path.is_file():
         # A complete run is never resumed: keep only what says so (drops ~25 MB of weights and Adam state)
-        last = torch.load(last_path, map_location="cpu", weights_only=False)
-        ckpt.save(last_path, {"format": ckpt.FORMAT, "fingerprint": last["fingerprint"],
-                              "state": {**last["state"], "complete": True}})
+        last, _ = load_tree(resume_path)
+        save_tree(resume_path, {"fingerprint": last["fingerprint"], "state": {**last["state"], "complete": True}})
     result = write_log(r, True, {"valid": valid["metrics"], "test": test["metrics"], "wall_s": wall,
-                                 "stopped_early": spec.train and state["step"] < r.total})
-    write_run(r.params,
-              metrics_document(r.data, spec.platform, spec.name, valid, test, r.params["evaluate"], r.ks,
-                               model.cfg.user_encoder.max_len, r.started, checkpoint=str(best_path),
-                               epoch=state["best_epoch"], kind=spec.kind, wandb_run_dir=r.tracker.run_dir))
+                                 "stopped_early": stopped_early})
+    write_run(r.params, document)
     print(f"{r.name}: best step {state['best_step']} of {state['step']} (epoch {state['best_epoch']}), test hr@10 "
           f"{test['metrics']['hr@10']:.4f} ndcg@10 {test['metrics']['ndcg@10']:.4f}; {wall:.1f} s -> {r.out}")
     return result

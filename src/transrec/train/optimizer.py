@@ -5,7 +5,7 @@ building one imports torch._dynamo (with sympy): ~1 s of every training process 
 whole work is a few seconds and a study runs one process per run. On CPU torch runs AdamW one tensor at
 a time (`_single_tensor_adam`; foreach and fused are for accelerators), and `CpuAdamW.step` does the
 same operations in the same order, so a run's numbers are bit for bit torch's (test). Its state_dict has
-torch's layout, so a last.pt written by either resumes in the other (a CPU run can resume on a GPU).
+torch's layout, so a resume file written by either resumes in the other (a CPU run can resume on a GPU).
 On CUDA torch's foreach implementation stays: one kernel per operation over all tensors, and there a
 one-off import is nothing next to the run.
 """

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from transrec import params as P
 from transrec.errors import TransrecError
-from transrec.paths import run_dir
+from transrec.paths import MODEL_CONFIG, model_dir, run_dir
 from transrec.variants import Variant, run_name, split_run
 
 # No torch here: the CLI reads SETTINGS to build its parser, and a data step must not pay for importing torch.
@@ -38,7 +38,7 @@ class RunSpec:
     out_dir: Path
     variant: Variant = Variant()    # the study point: share of users trained on, replicate
     kind: str = "content"           # content | id
-    init_from: Path | None = None   # a checkpoint to start from (the source's best.pt)
+    init_from: Path | None = None   # a model folder to start from (the source's)
     freeze_items: bool = False      # the `frozen` setting: pre-trained item tower fixed
     adapters: bool = False          # the `lora` setting: LoRA adapters on the encoders' trainable blocks
     train: bool = True              # False: zero_shot (no target training)
@@ -92,8 +92,8 @@ def transfer_spec(params: dict, target: str, run: str) -> RunSpec:
     pretrained = None
     if needs_source:  # scratch and id never read a source model (a study may have no source at all)
         source_run = run_name("pretrain", Variant(src=point.src))
-        pretrained = run_dir(params, source_platform(params), source_run) / "best.pt"
-        if not pretrained.is_file():
+        pretrained = model_dir(params, source_platform(params), source_run)
+        if not (pretrained / MODEL_CONFIG).is_file():
             how = "transrec pretrain" + (f" --variant {Variant(src=point.src).name}" if point.src != 1.0 else "")
             raise TransrecError(f"{pretrained} not found: run `{how}` first")
     return RunSpec(target, setting, run_dir(params, target, run_name(setting, point)), variant=point,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import string
 import struct
@@ -117,6 +118,15 @@ class Tracker:
 
             self.run.log({key: wandb.Image(str(v) if isinstance(v, Path) else v) for key, v in values.items()})
 
+    def artifact(self, name: str, folder: Path, kind: str, metadata: dict) -> None:
+        """Log a folder (a model folder) as a versioned artifact; offline it waits in the run for `wandb sync`."""
+        if self.run is not None:
+            import wandb
+
+            artifact = wandb.Artifact(re.sub(r"[^\w.-]", "-", name), type=kind, metadata=metadata)
+            artifact.add_dir(str(folder))
+            self.run.log_artifact(artifact)
+
     def summary(self, values: dict) -> None:
         if self.run is not None:
             for key, value in values.items():
@@ -168,12 +178,14 @@ def _key(item) -> str:
 
 
 def read_offline_run(run_dir: str | Path) -> dict:
-    """{'name', 'config', 'history' (list of dicts), 'summary', 'group', 'job_type', 'tags'} of an offline run dir."""
+    """{'name', 'config', 'history' (list of dicts), 'summary', 'group', 'job_type', 'tags', 'artifacts'} of an
+    offline run dir."""
     run_dir = Path(run_dir)
     files = sorted(run_dir.glob("run-*.wandb"))
     if not files:
         raise TransrecError(f"no run-*.wandb file in {run_dir}")
-    out = {"name": None, "config": {}, "history": [], "summary": {}, "group": None, "job_type": None, "tags": []}
+    out = {"name": None, "config": {}, "history": [], "summary": {}, "group": None, "job_type": None, "tags": [],
+           "artifacts": []}
     for record in _records(files[0]):
         kind = record.WhichOneof("record_type")
         if kind == "run":
@@ -186,6 +198,10 @@ def read_offline_run(run_dir: str | Path) -> dict:
                 out["config"][_key(item)] = json.loads(item.value_json)
         elif kind == "history":
             out["history"].append({_key(i): json.loads(i.value_json) for i in record.history.item})
+        elif kind == "artifact":
+            art = record.artifact
+            out["artifacts"].append({"name": art.name, "type": art.type, "metadata": json.loads(art.metadata or "{}"),
+                                     "files": sorted(e.path for e in art.manifest.contents)})
         elif kind == "summary":
             for item in record.summary.update:
                 out["summary"][_key(item)] = json.loads(item.value_json)
