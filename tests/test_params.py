@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from transrec import jobs
 from transrec import params as P
 from transrec.cli import main
 from transrec.errors import TransrecError
@@ -24,8 +25,12 @@ def check(mutate, expected: str):
     assert expected in message, message
 
 
-def test_default_params_are_valid():
-    assert P.validate(copy.deepcopy(DEFAULT)) is not None
+def test_default_params_are_valid_and_plan_every_platform():
+    params = copy.deepcopy(DEFAULT)
+    assert P.validate(params) == DEFAULT  # validation checks, it does not rewrite
+    table = jobs.check(params)  # what `transrec validate` runs: study, sources, the job table
+    for step in ("download", "clean", "resize", "tokenize", "split", "cache"):
+        assert sorted(dict(j.wildcards)["platform"] for j in table if j.step == step) == sorted(DEFAULT["platforms"])
 
 
 def test_misspelt_key_is_named_with_a_suggestion():

@@ -11,6 +11,8 @@ from transrec.errors import TransrecError
 from transrec.report.build import build
 from transrec.variants import Variant, parse_variant, run_name, split_run
 
+KS = [5, 10, 20]  # evaluate.ks of params.yaml: what put() writes
+
 
 def put(results: Path, platform: str, name: str, hr10: float, ndcg10: float) -> None:
     path = results / "metrics" / platform / f"{name}.json"
@@ -44,7 +46,7 @@ def test_tables_gains_and_scaling_equal_the_json(tmp_path):
     put(res, "t1", "finetune@src0.1-seed1", 0.24, 0.13)
     put(res, "t1", "scratch@tgt0.5", 0.12, 0.06)
     put(res, "t1", "finetune@tgt0.5", 0.25, 0.12)
-    out = build(res)
+    out = build(res, KS)
 
     rows = {(r["platform"], r["setting"]): r for r in csv.DictReader((res / "report" / "results.csv").open())}
     assert float(rows[("t1", "scratch")]["hr@10"]) == pytest.approx(0.20)
@@ -70,9 +72,21 @@ def test_tables_gains_and_scaling_equal_the_json(tmp_path):
     assert summary["results"]["t1/scratch"]["ndcg@10"] == pytest.approx(0.10)
 
 
+def test_the_report_reads_its_metrics_from_evaluate_ks(tmp_path):
+    """evaluate.ks: [10] (schema-valid) once crashed the report on its hard-coded hr@5 / hr@20; a metrics file
+    written with other ks is one line naming it."""
+    res = tmp_path / "results"
+    put(res, "t1", "scratch", 0.20, 0.10)
+    out = build(res, [10])
+    assert list(out["rows"][0])[3:] == ["hr@10", "hr@10_std", "ndcg@10", "ndcg@10_std", "mrr", "mrr_std"]
+    assert "| platform | setting | HR@10 | NDCG@10 | MRR |" in (res / "report" / "results.md").read_text()
+    with pytest.raises(TransrecError, match=r"scratch.json has no hr@50 \(evaluate.ks asks for it\)"):
+        build(res, [10, 50])
+
+
 def test_missing_metrics_is_one_line(tmp_path):
     with pytest.raises(TransrecError, match="run the evaluate steps first"):
-        build(tmp_path / "results")
+        build(tmp_path / "results", KS)
 
 
 def test_report_command_logs_tables_and_plots_to_wandb(tmp_path, monkeypatch, capsys):
@@ -112,7 +126,7 @@ def test_readme_block_gets_the_report_and_the_make_run_wall_time(tmp_path):
     (res / "make_run.json").parent.mkdir(parents=True, exist_ok=True)
     (res / "make_run.json").write_text(json.dumps({"wall_s": 1110, "cores": 2, "finished": "2026-11-27T16:00Z",
                                                    "commit": "abc1234"}))
-    out = build(res)
+    out = build(res, KS)
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\nbefore\n<!-- results:begin -->\nold\n<!-- results:end -->\nafter\n")
     figures = update_readme(readme, res, out)
@@ -141,7 +155,7 @@ def test_heatmap_and_validation_curves(tmp_path):
         log.parent.mkdir(parents=True)
         log.write_text(json.dumps({"best_step": 20, "evaluations": [
             {"step": s, "valid": {"ndcg@10": v}} for s, v in ((10, 0.05), (20, 0.09), (30, 0.08))]}))
-    out = build(res)
+    out = build(res, KS)
     names = [p.name for p in out["plots"]]
     assert names[0] == "heatmap.png" and "validation_t1.png" in names and "validation_t2.png" not in names
     with Image.open(res / "report" / "plots" / "heatmap.png") as img:

@@ -72,14 +72,13 @@ def _need(path: Path, step: str, platform: str) -> Path:
 
 
 def _validate(args) -> None:
+    from transrec import jobs
     from transrec import params as P
-    from transrec import study
-    from transrec.data.locate import check_sources
 
     params = P.load(args.params)
-    study.check(params)
-    check_sources(params)
-    print(f"{args.params}: valid ({len(params['platforms'])} platforms: {', '.join(params['platforms'])})")
+    table = jobs.check(params)
+    print(f"{args.params}: valid ({len(params['platforms'])} platforms: {', '.join(params['platforms'])}; "
+          f"{len(table)} jobs)")
 
 
 def _report(args) -> None:
@@ -89,7 +88,10 @@ def _report(args) -> None:
     from transrec.report.build import build
 
     params = P.load(args.params)
-    out = build(Path(params["paths"]["results"]), params.get("study", {}).get("scaling", {}).get("target"))
+    if "evaluate" not in params or "study" not in params:
+        raise TransrecError("params: the report needs the evaluate section (its metrics are evaluate.ks) and the "
+                            "study section")
+    out = build(Path(params["paths"]["results"]), params["evaluate"]["ks"], params["study"]["scaling"]["target"])
     if "wandb" in params:
         from transrec.report.build import log_to_wandb
 

@@ -207,6 +207,17 @@ def jobs(params: dict) -> list[Job]:
     return out
 
 
+def check(params: dict) -> list[Job]:
+    """Everything a study's params must pass before any job runs (`transrec validate`, the Snakefile,
+    `transrec dvc-yaml`): the study's platforms and roles, the sources' locations, and a job table that can
+    be built. Every problem is one line."""
+    from transrec.data.locate import check_sources
+
+    study.check(params)
+    check_sources(params)
+    return jobs(params)
+
+
 def export_jobs(params: dict) -> list[Job]:
     """Each target's finetune model exported (when the study trains finetune)."""
     if "finetune" not in study.settings(params):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -104,17 +105,70 @@ def _check_layout(name: str, adapter: str, layout: dict, source: str) -> None:
         raise TransrecError(f"{source}: platforms.{name}.{exc}") from None
 
 
-def load(path: str | Path = DEFAULT_PARAMS) -> dict:
+def _read(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise TransrecError(f"params file not found: {path} (run from the project folder or pass --params)")
     try:
-        params = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise TransrecError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    return validate(params, str(path))
+
+
+def load(path: str | Path = DEFAULT_PARAMS) -> dict:
+    return validate(_read(path), str(path))
+
+
+RESOLVED_DIR = Path(".snakemake") / "transrec"  # where Snakemake's resolved parameters go, one file per content
+
+
+def _typed(value: Any) -> Any:
+    """Snakemake reads a nested --config value with YAML's BaseLoader (every scalar a string): read its scalars
+    as the params file's YAML would (train='{seed: 5}' sets the integer 5)."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    if isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return parsed if not isinstance(parsed, dict | list) else value
+    return value
+
+
+def resolve(params_file: str | Path, configfiles: list, overrides: dict,
+            folder: Path = RESOLVED_DIR) -> tuple[dict, str]:
+    """The parameters one Snakemake invocation plans with, and the file every job's command reads them from.
+
+    `--configfile F` (several: merged in order, later keys win) replaces the params file (TRANSREC_PARAMS,
+    else params.yaml) rather than being merged into it: a profile is a whole study, and a union of two
+    studies' platforms is neither. `--config key=value` (a nested section as `train='{seed: 5}'`) is merged
+    on top. When either is given, the result is validated and written once to <folder>/params-<sha>.yaml
+    (named by its content: the same invocation, e.g. a cluster job's own snakemake, finds the same file), and
+    that path is what TRANSREC_PARAMS becomes for the jobs; otherwise the params file itself is returned."""
+    files = [Path(f) for f in configfiles] or [Path(params_file)]
+    params: dict = {}
+    for path in files:
+        raw = _read(path)
+        if not isinstance(raw, dict):
+            raise TransrecError(f"{path}: expected a mapping of parameters at top level")
+        params = _merge(params, raw)
+    params = _merge(params, {k: _typed(v) for k, v in dict(overrides).items()})
+    source = " + ".join([*map(str, files), *(["--config " + ",".join(sorted(overrides))] if overrides else [])])
+    validate(params, source)
+    if not configfiles and not overrides:
+        return params, str(params_file)
+    text = yaml.safe_dump(params, sort_keys=False)
+    path = Path(folder) / f"params-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
+    if not path.is_file():
+        from transrec.atomic import write_text
+
+        write_text(path, f"# resolved by snakemake from {source}\n" + text)
+    return params, str(path)
 
 
 def _merge(base: dict, override: dict) -> dict:

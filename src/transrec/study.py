@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from transrec import params as P
 from transrec.errors import TransrecError
-from transrec.train.settings import FROM_SOURCE
+from transrec.train.settings import FROM_SOURCE, require_learning
 from transrec.variants import Variant, run_name
 
 
@@ -55,7 +55,9 @@ def evaluations(params: dict) -> list[tuple[str, str]]:
 
 
 def check(params: dict) -> None:
-    """The study names one source and declared targets, by their roles."""
+    """The study names one source and declared targets, by their roles (and params has every section the
+    study's jobs read: Snakemake and dvc-yaml stop here in one line, before the job table)."""
+    require_learning(params)
     roles = {n: P.platform_config(params, n)["role"] for n in params["platforms"]}
     needs_source = set(FROM_SOURCE) & set(settings(params))
     if source(params) is None:

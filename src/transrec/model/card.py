@@ -67,15 +67,16 @@ def render(config: dict, stats: dict) -> str:
         "## Protocol and metrics",
         "",
         f"{protocol.get('split', 'leave-one-out')} split (validation: the second-to-last item, test: the last), "
-        f"{protocol.get('ranking', 'full catalogue')} ranking over every item, history items masked: "
-        f"{protocol.get('mask_history', True)}, ties counted {protocol.get('ties', 'pessimistic')}ly.",
+        f"{protocol.get('ranking', 'full catalogue')} ranking over every item, the user's history "
+        f"{'masked' if protocol.get('mask_history', True) else 'not masked'}, ties {protocol.get('ties', 'pessimistic')} "
+        "(a target tied with other items ranks below them).",
         "",
         *_metrics_table(config.get("metrics") or {}),
         "",
         "## How to load",
         "",
         "```bash",
-        "pip install transrec   # this repository",
+        "pip install -e .   # in a checkout of the transrec repository",
         f"transrec recommend --model <this folder> --platform {platform} --history KEY1,KEY2 --k 10",
         "# a content model also ranks another platform's items (zero-shot) and takes new items:",
         "transrec add-items --model <this folder> --platform P --items new.csv",

@@ -30,7 +30,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 from transrec.atomic import atomic_path, write_json  # noqa: E402
 from transrec.report import results as R  # noqa: E402
 
-METRICS = ["hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr"]
+
+def metric_names(ks: list[int]) -> list[str]:
+    """The metrics every run writes for evaluate.ks (10 is always evaluated: it is the early-stopping monitor)."""
+    ks = sorted(set(ks) | {10})
+    return [*(f"hr@{k}" for k in ks), *(f"ndcg@{k}" for k in ks), "mrr"]
+
+
+def table_columns(ks: list[int]) -> list[str]:
+    """The markdown table's columns: @10, and the largest cut-off when it is above 10."""
+    top = max(ks)
+    return ["hr@10", "ndcg@10", *([f"hr@{top}", f"ndcg@{top}"] if top > 10 else []), "mrr"]
 SETTING_COLOURS = {"popularity": "#9e9e9e", "id": "#795548", "scratch": "#1f77b4", "finetune": "#d62728",
                    "frozen": "#ff7f0e", "zero_shot": "#2ca02c", "lora": "#e377c2", "pretrain": "#9467bd"}
 
@@ -173,15 +183,16 @@ def wide_curves(points: list[dict], platform: str | None, metric: str = "ndcg@10
     return [{"fraction": f, **{s: round(by[(s, f)], 6) for s in settings}} for f in fractions]
 
 
-def build(results_dir: Path, scaling_target: str | None = None) -> dict:
+def build(results_dir: Path, ks: list[int], scaling_target: str | None = None) -> dict:
+    """Tables, gains, plots and summary.json from every metrics file; `ks` is evaluate.ks."""
     cells = R.collect(results_dir / "metrics")
     out = results_dir / "report"
-    rows = R.main_table(cells, METRICS)
+    rows = R.main_table(cells, metric_names(ks))
     write_csv(out / "results.csv", rows)
     gain_rows = R.gains(rows)
     write_csv(out / "gains.csv", gain_rows)
     md = ("## Results (test, leave-one-out, full ranking)\n\n"
-          + markdown_table(rows, ["hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr"]))
+          + markdown_table(rows, table_columns(ks)))
     if gain_rows:
         md += "\n## Transfer gain: finetune over scratch\n\n" + gains_markdown(gain_rows)
     with atomic_path(out / "results.md") as tmp:

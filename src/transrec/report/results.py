@@ -77,6 +77,10 @@ def main_table(cells: dict[tuple, Cell], metrics: list[str]) -> list[dict]:
         if src != 1.0 or tgt != 1.0:
             continue
         row = {"platform": platform, "setting": setting, "seeds": cell.n}
+        lacking = [m for m in metrics if len(cell.values.get(m, [])) != cell.n]
+        if lacking:
+            raise TransrecError(f"{cell.files[0]} has no {lacking[0]} (evaluate.ks asks for it): it was evaluated with "
+                                "other evaluate.ks; rerun its evaluate step")
         for m in metrics:
             row[m] = cell.mean(m)
             row[f"{m}_std"] = cell.std(m)

@@ -104,7 +104,7 @@ def transfer_spec(params: dict, target: str, run: str) -> RunSpec:
                    tags=[point.name] if point.name else [])
 
 
-LEARNING_SECTIONS = ("model", "train", "transfer", "evaluate", "wandb")
+LEARNING_SECTIONS = ("model", "train", "transfer", "evaluate", "wandb", "study")
 
 
 def require_learning(params: dict) -> dict:

@@ -1,0 +1,54 @@
+"""Training learns, through the real loop (`transrec.train.loop.run`: batches, loss, CpuAdamW, validation,
+early stopping, best checkpoint, test), with a negative control: the same run with a broken optimizer step
+(learning rate 0) must fail the same checks, so the checks can tell learning from not learning.
+
+The platform is a tiny synthetic one with enough users for the checks to be above noise (298 users, 80
+items after cleaning). The run is the SASRec-ID model: the tiny world's encoders are a randomly initialised
+2-layer BERT and 16-px images, so a content model has nothing to learn items from beyond what popularity
+already knows; an ID model learns the world's topic transitions from the sequences alone. Measured when
+written (seed 0): validation NDCG@10 0.271 -> best 0.356 over 12 evaluations, test 0.373 against popularity's
+0.279; with lr 0 the curve is flat at 0.076 and the test NDCG@10 is 0.081."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from tiny import build_platforms, tiny_params, with_results
+from transrec.train.evaluation import evaluate
+from transrec.train.loop import run
+from transrec.train.settings import transfer_spec
+
+RISE = 0.05       # best validation NDCG@10 at least this far above the first evaluation's
+OVER_POP = 0.05   # test NDCG@10 at least this far above popularity's
+
+
+@pytest.fixture(scope="module")
+def platform(tiny_bert_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("learning")
+    params = tiny_params(root, yaml.safe_load((ROOT / "params.yaml").read_text()), tiny_bert_dir)
+    params["platforms"]["tgt"]["synthetic"].update({"n_users": 300, "n_items": 80, "history": [8, 20]})
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    build_platforms(root / "params.yaml", names=("tgt",))
+    return params, root
+
+
+def _learns(params: dict, results, **train) -> tuple[bool, str]:
+    p = with_results(params, results, train={"cache": False, "patience": 100, "eval_every": 50, "max_steps": 600,
+                                             "id": {"epochs": 100}, **train})
+    log = run(p, transfer_spec(p, "tgt", "id"), progress=False)
+    curve = [e["valid"]["ndcg@10"] for e in log["evaluations"]]
+    popularity = evaluate(p, "tgt", "popularity", progress=False)["test"]["ndcg@10"]
+    rises = max(curve) >= curve[0] + RISE
+    beats = log["test"]["ndcg@10"] >= popularity + OVER_POP
+    return rises and beats, (f"valid ndcg@10 {curve[0]:.3f} -> best {max(curve):.3f} over {len(curve)} evaluations; "
+                             f"test {log['test']['ndcg@10']:.3f} vs popularity {popularity:.3f}")
+
+
+def test_training_learns_and_a_broken_optimizer_step_does_not(platform, tmp_path):
+    params, _ = platform
+    learned, measured = _learns(params, tmp_path / "trained")
+    assert learned, measured
+    broken, measured_broken = _learns(params, tmp_path / "lr0", lr=0.0, encoder_lr=0.0)
+    assert not broken, measured_broken  # the negative control: the checks above are not met by chance
+    print(f"trained: {measured}\nlr 0: {measured_broken}")
