@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-RESULTS = $$($(BIN)/python -c "import yaml; print(yaml.safe_load(open('$(PARAMS)'))['paths']['results'])")
+RESULTS = $$($(BIN)/python -c "from transrec import params; print(params.read('$(PARAMS)')['paths']['results'])")
 
 # make run also records its wall time (install excluded) in <results>/make_run.json: `transrec report
 # --readme README.md` quotes it next to the table.

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import yaml
 
+from transrec import params as P
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FROZEN = {"text_encoder": {"trainable_blocks": 0}, "image_encoder": {"trainable_blocks": 0}}
@@ -113,7 +115,7 @@ def main() -> None:
         print(table(done["runs"], args))
         return
     towers, seeds = args.towers.split(","), [int(s) for s in args.seeds.split(",")]
-    base = yaml.safe_load((ROOT / args.params).read_text())
+    base = P.read(ROOT / args.params)  # a profile merged onto the file it extends
     base["platforms"] = {args.platform: base["platforms"][args.platform]}
     loc = base["platforms"][args.platform].get("location", {})
     if loc.get("path") and not Path(loc["path"]).is_absolute():

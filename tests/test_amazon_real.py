@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from transrec import params as P
 from transrec.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.skipif(not (DATA / "Scientific" / "users.tsv").is_file(
 
 def clean(tmp_path: Path, monkeypatch, platforms: dict) -> dict:
     monkeypatch.chdir(tmp_path)
-    profile = yaml.safe_load((REPO / "profiles" / "amazon.yaml").read_text())
+    profile = P.load(REPO / "profiles" / "amazon.yaml")
     params = {"seed": 0, "paths": {"data": "data", "results": "results"}, "data": profile["data"],
               "platforms": platforms}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

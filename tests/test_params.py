@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
@@ -71,48 +73,69 @@ def test_cli_reports_bad_params_in_one_line(tmp_path, monkeypatch, capsys):
     assert "params file not found" in capsys.readouterr().err
 
 
-# What a real-data profile may change in the recipe, and only that (each documented in the profile):
-# the peer split's input length is the peer's 50 items; Amazon's 20k-item catalogues train content models
-# with sampled softmax, and its 11x more validation users allow a shorter patience and budget.
-RECIPE_CHANGES = {
-    "ml100k.yaml": {},
-    "ml100k_lora.yaml": {("model", "item_tower"): "heads", ("model", "text_encoder", "trainable_blocks"): 1,
-                         ("model", "image_encoder", "trainable_blocks"): 1},
-    "ml100k_peer.yaml": {("model", "user_encoder", "max_len"): 50},
-    "amazon.yaml": {("model", "loss"): "softmax", ("train", "epochs"): 40, ("train", "patience"): 5,
-                    ("train", "id", "epochs"): 60},
-}
+def _write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
 
 
-def test_profiles_train_the_default_recipe():
-    """The real-data profiles measure what every user gets: their model and train sections are params.yaml's
-    but for the changes listed in RECIPE_CHANGES."""
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for name, changes in RECIPE_CHANGES.items():
-        profile = yaml.safe_load((ROOT / "profiles" / name).read_text())
-        P.validate(profile, name)
-        for path, value in changes.items():
-            *parents, key = path
-            inner = profile
-            for part in parents:
-                inner = inner[part]
-            assert inner[key] == value, (name, path)
-            inner[key] = _get(base, path)
-        assert profile["model"] == base["model"], name
-        assert profile["train"] == base["train"], name
+def test_a_profile_is_an_overlay_of_what_it_extends(tmp_path):
+    """Mappings merge key by key, lists and scalars (null included) replace, `replace:` drops base keys first,
+    and a base may extend another: a chain resolves from the root."""
+    (tmp_path / "profiles").mkdir()
+    _write(tmp_path / "base.yaml", """\
+        seed: 0
+        study: {source: a, targets: [b, c]}
+        platforms: {a: {adapter: synthetic}, b: {adapter: synthetic}}
+        synthetic_world: {items: 10}
+        model: {d: 64, user_encoder: {layers: 2, heads: 2}}
+    """)
+    _write(tmp_path / "profiles" / "mid.yaml", """\
+        extends: ../base.yaml
+        replace: [platforms, synthetic_world]
+        platforms: {x: {adapter: movielens}}
+        model: {user_encoder: {layers: 4}}
+        study: {source: null, targets: [x]}
+    """)
+    leaf = _write(tmp_path / "profiles" / "leaf.yaml", "extends: mid.yaml\nmodel: {d: 256}\n")
+    assert P.read(leaf) == {"seed": 0, "study": {"source": None, "targets": ["x"]},
+                            "platforms": {"x": {"adapter": "movielens"}},
+                            "model": {"d": 256, "user_encoder": {"layers": 4, "heads": 2}}}
 
 
-def _get(tree: dict, path: tuple):
-    for part in path:
-        tree = tree[part]
-    return tree
+@pytest.mark.parametrize("text, message", [
+    ("extends: missing.yaml\n", "extends: .*missing.yaml not found"),
+    ("extends: self.yaml\n", "a cycle"),
+    ("extends: ../params.yaml\nreplace: [platforms.nope]\n", "replace: 'platforms.nope' is not a key of"),
+    ("extends: ../params.yaml\nreplace: platforms\n", "replace: expected a list of dotted keys"),
+    ("extends: [a, b]\n", "extends: expected the path of a params file"),
+    ("replace: [platforms]\nseed: 1\n", "only an overlay"),
+    ("extends: ../params.yaml\ntrain: {epoch: 3}\n", "unknown key 'train.epoch' \\(did you mean 'epochs'"),
+])
+def test_a_bad_overlay_is_refused_in_one_line(tmp_path, text, message):
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    path = _write(folder / "self.yaml", text)
+    with pytest.raises(TransrecError, match=message) as info:
+        P.load(path)
+    assert "\n" not in str(info.value)
+
+
+def test_the_real_data_profiles_train_the_default_recipe():
+    """The real-data profiles measure what every user gets: each is an overlay of params.yaml whose model and
+    train keys are the few its header explains, nothing copied."""
+    for path in sorted((ROOT / "profiles").glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        assert raw.get("extends") in ("../params.yaml", "ml100k.yaml"), path.name
+        assert P.load(path)["model"]["user_encoder"]["dropout"] == DEFAULT["model"]["user_encoder"]["dropout"]
+        assert len(path.read_text().splitlines()) < 80, f"{path.name}: an overlay holds only what it changes"
 
 
 def test_a_study_without_a_source_runs_only_scratch_and_id():
     from transrec import jobs, study
     from transrec.train.settings import transfer_spec
 
-    params = yaml.safe_load((ROOT / "profiles" / "ml100k_peer.yaml").read_text())
+    params = P.load(ROOT / "profiles" / "ml100k_peer.yaml")
     study.check(params)
     assert {run for _, run in study.evaluations(params)} == {"scratch", "id", "popularity"}
     spec = transfer_spec(params, "ml100k", "id")

@@ -77,6 +77,10 @@ def _validate(args) -> None:
 
     params = P.load(args.params)
     table = jobs.check(params)
+    if args.show:  # a profile is an overlay: this is the whole study it runs
+        import yaml
+
+        print(yaml.safe_dump(params, sort_keys=False), end="")
     print(f"{args.params}: valid ({len(params['platforms'])} platforms: {', '.join(params['platforms'])}; "
           f"{len(table)} jobs)")
 
@@ -155,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="parameter file (default: $TRANSREC_PARAMS, else params.yaml)")
 
     p = sub.add_parser("validate", parents=[common], help="check params.yaml against the schema")
+    p.add_argument("--show", action="store_true", help="also print the parameters in full (a profile merged "
+                   "onto the file it extends)")
     p.set_defaults(func=_validate)
     helps = {
         "download": "generate (synthetic), locate or download a platform's raw files",

@@ -1,4 +1,5 @@
-"""Loading and validating params.yaml: the one parameter file of Snakemake and DVC.
+"""Loading and validating params.yaml: the one parameter file of Snakemake and DVC, and the profiles that
+overlay it (`extends:`, see `read`).
 
 Validation runs before any work. A wrong key or type raises TransrecError with one line naming the
 key path and what is expected (plus a "did you mean" for misspelt keys).
@@ -117,8 +118,49 @@ def _read(path: str | Path) -> Any:
         raise TransrecError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
 
 
+def read(path: str | Path) -> dict:
+    """A params file as a whole study: an overlay merged onto the base it `extends`.
+
+    A profile names its base (`extends: ../params.yaml`, relative to the profile's own folder; a base may
+    itself extend another) and holds only what it changes: mappings merge key by key, any other value
+    (a list, a scalar, null) replaces the base's. `replace: [platforms, synthetic_world]` drops those
+    base keys (dotted paths) first, so the overlay's section stands alone (or, when the overlay omits it,
+    the key is gone): a profile's platforms are its study's, not added to the default's."""
+    return _layered(Path(path), ())
+
+
+def _layered(path: Path, chain: tuple) -> dict:
+    raw = _read(path)
+    if not isinstance(raw, dict):
+        raise TransrecError(f"{path}: expected a mapping of parameters at top level")
+    base_name, replace = raw.pop("extends", None), raw.pop("replace", [])
+    if base_name is None:
+        if replace:
+            raise TransrecError(f"{path}: replace: only an overlay (a file with extends:) replaces keys")
+        return raw
+    if not isinstance(base_name, str) or not base_name:
+        raise TransrecError(f"{path}: extends: expected the path of a params file, got {base_name!r}")
+    if not isinstance(replace, list) or not all(isinstance(k, str) and k for k in replace):
+        raise TransrecError(f"{path}: replace: expected a list of dotted keys, got {replace!r}")
+    base_path = path.parent / base_name
+    if base_path.resolve() in (*chain, path.resolve()):
+        raise TransrecError(f"{path}: extends: {base_name} extends {path} again (a cycle)")
+    if not base_path.is_file():
+        raise TransrecError(f"{path}: extends: {base_path} not found (the path is relative to {path.parent}/)")
+    base = _layered(base_path, (*chain, path.resolve()))
+    for dotted in replace:
+        *parents, leaf = dotted.split(".")
+        section = base
+        for key in parents:
+            section = section.get(key) if isinstance(section, dict) else None
+        if not isinstance(section, dict) or leaf not in section:
+            raise TransrecError(f"{path}: replace: '{dotted}' is not a key of {base_path}")
+        del section[leaf]
+    return _merge(base, raw)
+
+
 def load(path: str | Path = DEFAULT_PARAMS) -> dict:
-    return validate(_read(path), str(path))
+    return validate(read(path), str(path))
 
 
 RESOLVED_DIR = Path(".snakemake") / "transrec"  # where Snakemake's resolved parameters go, one file per content
@@ -153,10 +195,7 @@ def resolve(params_file: str | Path, configfiles: list, overrides: dict,
     files = [Path(f) for f in configfiles] or [Path(params_file)]
     params: dict = {}
     for path in files:
-        raw = _read(path)
-        if not isinstance(raw, dict):
-            raise TransrecError(f"{path}: expected a mapping of parameters at top level")
-        params = _merge(params, raw)
+        params = _merge(params, read(path))
     params = _merge(params, {k: _typed(v) for k, v in dict(overrides).items()})
     source = " + ".join([*map(str, files), *(["--config " + ",".join(sorted(overrides))] if overrides else [])])
     validate(params, source)
