@@ -31,10 +31,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from transrec.tiny import tiny_bert
 
-from tiny import tiny_bert  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TARGETS = ("t1", "t2", "t3", "t4")
 # The old default recipe, as the new code spells it (the old code has these as its only behaviour).

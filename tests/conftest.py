@@ -19,15 +19,15 @@ WORKFLOW_FILES = ("dvc.yaml", "workflow", "environment.yml")  # rules name envir
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> Path:
-    from tiny import tiny_bert
+    from transrec.tiny import tiny_bert
 
     return tiny_bert(tmp_path_factory.mktemp("tiny_bert") / "bert")
 
 
 @pytest.fixture(scope="session")
 def tiny_world_params(tmp_path_factory) -> dict:
-    """Params of the processed tiny `src` and `tgt` platforms (tests/tiny.py), built once per session."""
-    from tiny import tiny_world
+    """Params of the processed tiny `src` and `tgt` platforms (transrec.tiny), built once per session."""
+    from transrec.tiny import tiny_world
 
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     return tiny_world(tmp_path_factory.getbasetemp() / "tiny_world", base)
@@ -36,7 +36,7 @@ def tiny_world_params(tmp_path_factory) -> dict:
 def tiny_params(bert: Path, **overrides) -> dict:
     """The project's params shrunk to a tiny source `src` and target `tgt` (hidden 32, 2 layers, a tiny
     BERT, 16-px images, 2 epochs), with relative data/results folders so a work folder is self-contained."""
-    from tiny import tiny_params as shrink
+    from transrec.tiny import tiny_params as shrink
 
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     scratch = Path(bert).parent / "params"

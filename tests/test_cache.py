@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny import with_results
 from transrec.cli import main
 from transrec.data.platform import PlatformData
 from transrec.errors import TransrecError
 from transrec.model import cache as frozen_cache
 from transrec.model.build import build_model
 from transrec.paths import cache_dir
+from transrec.tiny import with_results
 from transrec.train.data import Batches
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,9 +18,9 @@ import pytest
 import torch
 import yaml
 
-from tiny import build_platforms, tiny_bert, tiny_params, with_results
 from transrec.cli import main
 from transrec.model import checkpoint as ckpt
+from transrec.tiny import build_platforms, tiny_bert, tiny_params, with_results
 from transrec.train.loop import run
 from transrec.train.settings import transfer_spec
 

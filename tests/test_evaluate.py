@@ -6,10 +6,10 @@ import pytest
 import torch
 import yaml
 
-from tiny import with_results
 from transrec.cli import main
 from transrec.evaluate.document import read_run
 from transrec.model import checkpoint as ckpt
+from transrec.tiny import with_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ("scratch", "finetune", "lora", "frozen", "zero_shot", "id")

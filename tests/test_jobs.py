@@ -62,7 +62,8 @@ def test_inputs_params_and_code_are_exact():
 def test_every_profile_has_a_job_table(profile):
     params = P.load(ROOT / "profiles" / profile)
     table = jobs.jobs(params)
-    assert all(j.param_values(params) is not None for j in table)  # every params key a job names exists
+    for j in table:  # every params key a job names exists (a missing one raises KeyError here)
+        assert set(j.param_values(params)) == set(j.params), j.name
     assert len({j.name for j in table}) == len(table)
 
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from tiny import build_platforms, tiny_params, with_results
+from transrec.tiny import build_platforms, tiny_params, with_results
 from transrec.train.evaluation import evaluate
 from transrec.train.loop import run
 from transrec.train.settings import transfer_spec

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from tiny import tiny_bert
 from transrec.data.platform import BOTH, DROPPED, IMAGE, TEXT, PlatformData, Sequences
 from transrec.errors import TransrecError
 from transrec.model.config import ImageEncoderConfig, ModelConfig, TextEncoderConfig, UserEncoderConfig
@@ -14,6 +13,7 @@ from transrec.model.items import ItemFeatures
 from transrec.model.recommender import Recommender
 from transrec.model.text import TextEncoder
 from transrec.model.user import UserEncoder
+from transrec.tiny import tiny_bert
 from transrec.train.data import Batches
 
 SIZE = 16

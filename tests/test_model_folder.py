@@ -13,11 +13,11 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors import safe_open
 
-from tiny import with_results
 from transrec.cli import main
 from transrec.model import checkpoint as ckpt
 from transrec.model.config import ModelConfig
 from transrec.tensor_file import load_tree, save_tree
+from transrec.tiny import with_results
 
 ROOT = Path(__file__).resolve().parents[1]
 

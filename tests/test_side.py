@@ -7,7 +7,6 @@ import polars as pl
 import pytest
 import torch
 
-from tiny import with_results
 from transrec.cli import main
 from transrec.data.platform import BOTH, PlatformData
 from transrec.errors import TransrecError
@@ -18,6 +17,7 @@ from transrec.model.config import ModelConfig
 from transrec.model.image import LITE0_WIDTHS, ImageEncoder
 from transrec.model.side import SideStream
 from transrec.paths import cache_dir
+from transrec.tiny import with_results
 from transrec.train.data import Batches
 
 SIDE = {"item_tower": "side", "text_encoder": {"trainable_blocks": 0}, "image_encoder": {"trainable_blocks": 0}}

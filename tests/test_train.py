@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tiny import with_results
 from transrec.cli import main
 from transrec.model import checkpoint as ckpt
 from transrec.model.config import ModelConfig
 from transrec.model.recommender import Recommender
 from transrec.tensor_file import load_tree
+from transrec.tiny import with_results
 from transrec.train.loop import run
 from transrec.train.settings import pretrain_spec, transfer_spec
 from transrec.train.tracking import read_offline_run
