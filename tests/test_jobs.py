@@ -31,6 +31,8 @@ def test_a_stale_dvc_yaml_is_named_in_one_line(tmp_path):
 
 
 def test_inputs_params_and_code_are_exact():
+    from transrec.jobs import train_params
+
     params = P.load(ROOT / "params.yaml")
     model = "results/models/source/{}/model/model.safetensors"
     get = lambda run: jobs.job(params, "transfer", target="mixed_target", run=run)  # noqa: E731
@@ -42,9 +44,10 @@ def test_inputs_params_and_code_are_exact():
     assert not any("cache" in i for i in get("id").inputs)                 # an ID model reads no encoder cache
     no_cache = {**params, "train": {**params["train"], "cache": False}}
     assert not any("cache" in i for i in jobs.job(no_cache, "transfer", target="mixed_target", run="scratch").inputs)
-    assert set(get("id").params) == {"model", "train", "evaluate"}        # evaluate: the test metrics it writes
+    learning = {"model", *train_params(params), "evaluate"}              # evaluate: the test metrics it writes
+    assert set(get("id").params) == learning and "train.num_threads" not in learning
     assert model.format("pretrain") in get("lora").inputs and set(get("lora").params) == {
-        "model", "train", "evaluate", "transfer.lora"}                    # only lora runs depend on the adapters
+        *learning, "transfer.lora"}                                       # only lora runs depend on the adapters
     assert {"src/transrec/model", "src/transrec/evaluate"} <= set(get("id").code())
     assert "seed" in jobs.job(params, "clean", platform="source").params
     report = jobs.job(params, "report")

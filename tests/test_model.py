@@ -27,7 +27,8 @@ def bert(tmp_path_factory):
 def config(bert, **kw) -> ModelConfig:
     cfg = ModelConfig(d=16, user_encoder=UserEncoderConfig(layers=2, heads=2, hidden=32, max_len=6, dropout=0.1),
                       text_encoder=TextEncoderConfig(name=str(bert), trainable_blocks=1),
-                      image_encoder=ImageEncoderConfig(trainable_blocks=1), n_negatives=4)
+                      image_encoder=ImageEncoderConfig(trainable_blocks=1), item_tower="heads", loss="softmax",
+                      n_negatives=4)
     for key, value in kw.items():
         setattr(cfg, key, value)
     return cfg
@@ -229,8 +230,8 @@ def _stub_data(n_users=30, n_items=40) -> PlatformData:
 @pytest.mark.parametrize("mode", ["causal", "bidirectional"])
 def test_batches_align_targets_and_never_sample_own_items(negatives, mode):
     d = _stub_data()
-    cfg = ModelConfig(user_encoder=UserEncoderConfig(mode=mode, max_len=6), negatives=negatives, n_negatives=30,
-                      n_positives=2)
+    cfg = ModelConfig(user_encoder=UserEncoderConfig(mode=mode, max_len=6), loss="softmax", negatives=negatives,
+                      n_negatives=30, n_positives=2)
     batches = Batches(d, cfg, batch_size=8, seed=0, samples="last")  # one sample per user (test_recipe: windows)
     order = batches.epoch_samples(0)[0]  # the epoch's user order
     seen_users = 0

@@ -149,9 +149,9 @@ def test_a_study_without_a_source_runs_only_scratch_and_id():
 
 
 def test_the_schema_names_exactly_the_settings_the_code_runs():
-    """transrec.train.settings.SETTINGS is the one list; the schema's two enums must follow it."""
+    """transrec.transfer_settings.REGISTRY is the one list; the schema's two enums follow it."""
     from transrec.params import schema
-    from transrec.train.settings import SETTINGS
+    from transrec.transfer_settings import transfer_settings
 
     found = []
 
@@ -167,4 +167,26 @@ def test_the_schema_names_exactly_the_settings_the_code_runs():
 
     walk(schema())
     # transfer.settings takes every setting; study.scaling.settings those that train (zero_shot does not)
-    assert sorted(map(set, found), key=len) == [set(SETTINGS) - {"zero_shot"}, set(SETTINGS)], found
+    every = set(transfer_settings())
+    assert every == {"scratch", "finetune", "lora", "frozen", "zero_shot", "id"}
+    assert sorted(map(set, found), key=len) == [every - {"zero_shot"}, every], found
+
+
+def test_code_defaults_are_the_params_files():
+    """One home per default: the typed configs' defaults are params.yaml's, so a key left out means the same in
+    code as in the file."""
+    from transrec.model.config import ModelConfig
+    from transrec.train.config import TrainConfig
+
+    assert ModelConfig.from_dict(DEFAULT["model"]) == ModelConfig()
+    assert TrainConfig.for_setting(DEFAULT["train"], "scratch") == TrainConfig()
+    assert TrainConfig.for_setting(DEFAULT["train"], "id").epochs == DEFAULT["train"]["id"]["epochs"]
+    assert TrainConfig.for_setting(DEFAULT["train"], "pretrain").epochs == DEFAULT["train"]["pretrain"]["epochs"]
+
+
+def test_a_thread_count_does_not_rerun_training_but_a_learning_rate_does():
+    """The job table's params dependencies of a training job are what its run fingerprint says changes results."""
+    params = P.load(ROOT / "params.yaml")
+    keys = jobs.job(params, "transfer", target="mixed_target", run="scratch").params
+    assert "train.lr" in keys and "train.patience" in keys and "train.id" in keys and "model" in keys
+    assert not {"train", "train.num_threads", "train.device", "train.loader_workers"} & set(keys)

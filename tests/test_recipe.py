@@ -34,7 +34,7 @@ def stub(lengths, n_items=40, dropped=(38, 39)) -> PlatformData:
 
 def cfg(max_len=4, **kw) -> ModelConfig:
     return ModelConfig(d=4, user_encoder=UserEncoderConfig(layers=1, heads=1, hidden=8, max_len=max_len, dropout=0.0),
-                       **kw)
+                       **{"loss": "softmax", **kw})
 
 
 def trained_targets(batches: Batches, epoch: int) -> Counter:

@@ -163,9 +163,8 @@ def test_heatmap_and_validation_curves(tmp_path):
 
 
 def test_every_setting_has_its_own_colour():
-    from transrec.report.build import SETTING_COLOURS
-    from transrec.train.settings import SETTINGS
+    from transrec.report.build import colour
+    from transrec.transfer_settings import REGISTRY
 
-    names = {*SETTINGS, "popularity", "pretrain"}
-    assert names <= set(SETTING_COLOURS)
-    assert len({SETTING_COLOURS[n] for n in names}) == len(names)
+    assert {*REGISTRY} >= {"popularity", "pretrain", "scratch", "finetune", "id"}
+    assert len({colour(n) for n in REGISTRY}) == len(REGISTRY)

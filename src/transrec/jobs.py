@@ -24,7 +24,9 @@ from pathlib import Path
 
 from transrec import paths, study
 from transrec.errors import TransrecError
-from transrec.train.settings import FROM_SOURCE, SETTINGS
+from transrec.train.config import result_keys
+from transrec.transfer_settings import setting as setting_record
+from transrec.transfer_settings import transfer_settings
 from transrec.variants import Variant, run_name, split_run
 
 PKG = "src/transrec"
@@ -49,8 +51,9 @@ CODE = {
     "export": ("export.py", "recommend.py", "model", "data/platform.py"),
 }
 EXPORT_K = 100  # items per user in the study's exports
-TRAIN_PARAMS = ("model", "train", "evaluate")  # a training job evaluates its best checkpoint itself
-RUN_PATTERN = rf"(?:{'|'.join(SETTINGS)})(?:@[a-z0-9.\-]+)?"  # a transfer run name (Snakemake wildcard)
+def run_pattern() -> str:
+    """A transfer run name, SETTING[@VARIANT] (the Snakemake wildcard's constraint)."""
+    return rf"(?:{'|'.join(transfer_settings())})(?:@[a-z0-9.\-]+)?"
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,13 @@ def _lookup(params: dict, key: str):
     for part in key.split("."):
         value = value[part]
     return value
+
+
+def train_params(params: dict) -> tuple[str, ...]:
+    """What a training job depends on: the model, the train keys that change what it learns (not its thread
+    count or device: transrec.train.config.RUNTIME_KEYS, which its fingerprint ignores too), and evaluate
+    (it evaluates its best checkpoint itself)."""
+    return ("model", *result_keys(params["train"]), "evaluate")
 
 
 def _s(paths_: list) -> tuple[str, ...]:
@@ -153,19 +163,23 @@ def job(params: dict, step: str, **wildcards: str) -> Job:
         outputs, metrics = train_outputs(params, source, run)
         return Job(step, (("run", run),), f"transrec gpu-run --gpus {gpus} -- transrec pretrain"
                    + (f" --variant {variant}" if variant else ""), _s(_platform_inputs(params, source, True)),
-                   outputs, metrics, TRAIN_PARAMS, uncached=outputs[-1:], gpus=gpus)
+                   outputs, metrics, train_params(params), uncached=outputs[-1:], gpus=gpus)
     if step == "transfer":
         target, run = wildcards["target"], wildcards["run"]
         setting, point = split_run(run)
-        inputs = _platform_inputs(params, target, setting != "id")
-        if setting in FROM_SOURCE:
+        record = setting_record(setting)
+        if record is None or not record.transfer:
+            raise TransrecError(f"{target}/{run}: unknown transfer setting '{setting}'; expected one of "
+                                f"{', '.join(transfer_settings())}")
+        inputs = _platform_inputs(params, target, record.kind == "content")
+        if record.from_source:
             if study.source(params) is None:
                 raise TransrecError(f"{target}/{run}: {setting} starts from a source model, but study.source is null")
             inputs += paths.model_files(params, study.source(params), run_name("pretrain", Variant(src=point.src)))
         outputs, metrics = train_outputs(params, target, run)
         return Job(step, (("target", target), ("run", run)),
                    f"transrec gpu-run --gpus {gpus} -- transrec transfer {target} {run}", _s(inputs), outputs,
-                   metrics, TRAIN_PARAMS + (("transfer.lora",) if setting == "lora" else ()), uncached=outputs[-1:],
+                   metrics, train_params(params) + record.params, uncached=outputs[-1:],
                    gpus=gpus)
     if step == "popularity":
         p = wildcards["platform"]

@@ -10,7 +10,6 @@ import copy
 import difflib
 import hashlib
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,17 @@ DEFAULT_PARAMS = "params.yaml"
 DATA_KEYS = ("tie_break", "dedup", "filter", "modality", "image", "text")
 
 
-@lru_cache(maxsize=1)
 def schema() -> dict:
-    return json.loads(SCHEMA_PATH.read_text())
+    """params.schema.json with its enums taken from the registries they name: the settings
+    (transrec.transfer_settings) and the platform adapters (transrec.platforms), so one record adds either."""
+    from transrec.platforms import ADAPTER_MODULES
+    from transrec.transfer_settings import scalable, transfer_settings
+
+    tree = json.loads(SCHEMA_PATH.read_text())
+    tree["$defs"]["platform"]["properties"]["adapter"]["enum"] = list(ADAPTER_MODULES)
+    tree["properties"]["transfer"]["properties"]["settings"]["items"]["enum"] = list(transfer_settings())
+    tree["properties"]["study"]["properties"]["scaling"]["properties"]["settings"]["items"]["enum"] = list(scalable())
+    return tree
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:

@@ -30,7 +30,7 @@ from transrec.errors import TransrecError
 from transrec.model.build import load_trained
 from transrec.model.checkpoint import model_folder
 from transrec.model.items import ItemFeatures
-from transrec.runtime import pick_device, set_threads
+from transrec.runtime import local_device
 
 
 @dataclass
@@ -195,9 +195,7 @@ def encode_new_items(params: dict, net, data: PlatformData, frame: pl.DataFrame)
 
 
 def add_items(params: dict, model: str | Path, platform: str, items: Path) -> dict:
-    device = pick_device(params["train"]["device"], 0)
-    if device.type == "cpu":
-        set_threads(params["train"]["num_threads"])
+    device = local_device(params["train"])
     net, data, payload = load(params, model, platform, device, bottoms=True)  # new items go through it all
     if payload["kind"] != "content":
         raise TransrecError(f"{model_folder(model)} is an ID model: it has no way to encode items it was not trained on")

@@ -10,12 +10,10 @@ def _recommend(args) -> None:
     from transrec.errors import TransrecError
     from transrec.model.checkpoint import model_folder
     from transrec.recommend import added_path, catalogue, load, top_k
-    from transrec.runtime import pick_device, set_threads
+    from transrec.runtime import local_device
 
     params = P.load(args.params)
-    device = pick_device(params["train"]["device"], 0)
-    if device.type == "cpu":
-        set_threads(params["train"]["num_threads"])
+    device = local_device(params["train"])
     net, data, payload = load(params, args.model, args.platform, device)
     cat = catalogue(net, data, added_path(args.model, args.platform))
     keys = [k.strip() for k in args.history.split(",") if k.strip()]
@@ -51,12 +49,10 @@ def _export(args) -> None:
 
     from transrec import params as P
     from transrec.export import export
-    from transrec.runtime import pick_device, set_threads
+    from transrec.runtime import local_device
 
     params = P.load(args.params)
-    device = pick_device(params["train"]["device"], 0)
-    if device.type == "cpu":
-        set_threads(params["train"]["num_threads"])
+    device = local_device(params["train"])
     out = export(params, args.model, args.platform, args.k, Path(args.users) if args.users else None, device)
     print(f"export: top {out['k']} of {out['items']} items ({out['added_items']} added) for {out['users']} users of "
           f"{args.platform} -> {out['file']}")

@@ -69,6 +69,16 @@ def setup(device: str, num_threads: int, dist_timeout_min: float = 60) -> Runtim
     return Runtime(rank, world, local_rank, dev, set_threads(num_threads, world) if dev.type == "cpu" else None)
 
 
+def local_device(train: dict) -> torch.device:
+    """The set-up of a command that runs a model in one process (cache, evaluate, recommend, add-items,
+    export): params' train.device, and train.num_threads on a CPU. No process group: these never run
+    under torchrun."""
+    device = pick_device(train["device"], 0)
+    if device.type == "cpu":
+        set_threads(train["num_threads"])
+    return device
+
+
 def mean_over_ranks(rt: Runtime, value: float) -> float:
     if rt.world == 1:
         return value

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from transrec import params as P
 from transrec.errors import TransrecError
-from transrec.train.settings import FROM_SOURCE, require_learning
+from transrec.train.settings import require_learning
+from transrec.transfer_settings import from_source
 from transrec.variants import Variant, run_name
 
 
@@ -59,7 +60,7 @@ def check(params: dict) -> None:
     study's jobs read: Snakemake and dvc-yaml stop here in one line, before the job table)."""
     require_learning(params)
     roles = {n: P.platform_config(params, n)["role"] for n in params["platforms"]}
-    needs_source = set(FROM_SOURCE) & set(settings(params))
+    needs_source = set(from_source()) & set(settings(params))
     if source(params) is None:
         if needs_source or params["study"]["scaling"]["source_fractions"]:
             needs = ", ".join(sorted(needs_source)) or "study.scaling.source_fractions"

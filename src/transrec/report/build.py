@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from transrec.atomic import atomic_path, write_json  # noqa: E402
 from transrec.report import results as R  # noqa: E402
+from transrec.transfer_settings import REGISTRY  # noqa: E402
 
 
 def metric_names(ks: list[int]) -> list[str]:
@@ -41,8 +42,11 @@ def table_columns(ks: list[int]) -> list[str]:
     """The markdown table's columns: @10, and the largest cut-off when it is above 10."""
     top = max(ks)
     return ["hr@10", "ndcg@10", *([f"hr@{top}", f"ndcg@{top}"] if top > 10 else []), "mrr"]
-SETTING_COLOURS = {"popularity": "#9e9e9e", "id": "#795548", "scratch": "#1f77b4", "finetune": "#d62728",
-                   "frozen": "#ff7f0e", "zero_shot": "#2ca02c", "lora": "#e377c2", "pretrain": "#9467bd"}
+
+
+def colour(setting: str) -> str:
+    record = REGISTRY.get(setting)
+    return record.colour if record else "#333333"
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -95,7 +99,7 @@ def bar_chart(rows: list[dict], platform: str, path: Path) -> None:
     for ax, metric in zip(axes, R.HEADLINE):
         names = [r["setting"] for r in part]
         ax.bar(names, [r[metric] for r in part], yerr=[r[f"{metric}_std"] for r in part],
-               color=[SETTING_COLOURS.get(n, "#333333") for n in names], capsize=3)
+               color=[colour(n) for n in names], capsize=3)
         ax.set_title(f"{platform}: {metric.upper()}")
         ax.tick_params(axis="x", rotation=30)
         ax.grid(axis="y", alpha=0.3)
@@ -109,7 +113,7 @@ def scaling_chart(rows: list[dict], axis: str, path: Path, metric: str = "ndcg@1
         pts = sorted((r for r in rows if r["platform"] == platform and r["setting"] == setting),
                      key=lambda r: r["fraction"])
         ax.errorbar([p["fraction"] for p in pts], [p[metric] for p in pts], yerr=[p[f"{metric}_std"] for p in pts],
-                    marker="o", capsize=3, label=f"{platform}/{setting}", color=SETTING_COLOURS.get(setting))
+                    marker="o", capsize=3, label=f"{platform}/{setting}", color=colour(setting))
     ax.set_xscale("log")
     ax.set_xlabel("share of source users (pre-training)" if axis == "src" else "share of target users (training)")
     ax.set_ylabel(metric.upper())
@@ -122,7 +126,7 @@ def scaling_chart(rows: list[dict], axis: str, path: Path, metric: str = "ndcg@1
 def heatmap(rows: list[dict], path: Path, metric: str = "ndcg@10") -> None:
     """The main table at a glance: platform x setting, colour and value = the metric (mean over seeds)."""
     platforms = sorted({r["platform"] for r in rows})
-    settings = [s for s in R.SETTING_ORDER if any(r["setting"] == s for r in rows)]
+    settings = [s for s in REGISTRY if any(r["setting"] == s for r in rows)]
     settings += sorted({r["setting"] for r in rows} - set(settings))
     value = {(r["platform"], r["setting"]): r[metric] for r in rows}
     grid = np.array([[value.get((p, s), np.nan) for s in settings] for p in platforms])
@@ -156,12 +160,12 @@ def validation_curves(models_dir: Path, platform: str, path: Path, metric: str =
         setting = run.partition("@")[0]
         main_point = "@" not in run
         ax.plot([e["step"] for e in log["evaluations"]], [e["valid"][metric] for e in log["evaluations"]],
-                label=run if main_point or len(logs) <= 12 else None, color=SETTING_COLOURS.get(setting),
+                label=run if main_point or len(logs) <= 12 else None, color=colour(setting),
                 alpha=1.0 if main_point else 0.35, lw=1.6 if main_point else 0.9)
         if log.get("best_step"):
             best = next((e for e in log["evaluations"] if e["step"] == log["best_step"]), None)
             if best is not None and main_point:
-                ax.plot(best["step"], best["valid"][metric], "o", color=SETTING_COLOURS.get(setting), ms=4)
+                ax.plot(best["step"], best["valid"][metric], "o", color=colour(setting), ms=4)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel(f"valid {metric.upper()}")
     ax.set_title(f"{platform}: validation during training (dot: best checkpoint)")

@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transrec.errors import TransrecError
-from transrec.train.settings import FROM_SOURCE, SETTINGS
+from transrec.transfer_settings import REGISTRY, from_source
 from transrec.variants import split_run
 
-# table order: the baselines, then the transfer settings as declared, then the source model
-SETTING_ORDER = ("popularity", "id", *(s for s in SETTINGS if s != "id"), "pretrain")
 HEADLINE = ("hr@10", "ndcg@10")
 
 
@@ -67,7 +65,9 @@ def collect(metrics_dir: Path) -> dict[tuple, Cell]:
 
 
 def _setting_rank(setting: str) -> int:
-    return SETTING_ORDER.index(setting) if setting in SETTING_ORDER else len(SETTING_ORDER)
+    """The registry's order (baselines, transfer settings, source model); unknown names last."""
+    order = list(REGISTRY)
+    return order.index(setting) if setting in order else len(order)
 
 
 def main_table(cells: dict[tuple, Cell], metrics: list[str]) -> list[dict]:
@@ -121,5 +121,5 @@ def scaling(cells: dict[tuple, Cell], axis: str, metric: str = "ndcg@10") -> lis
         fractions[(r["platform"], r["setting"])].add(r["fraction"])
     rows = [r for r in rows if len(fractions[(r["platform"], r["setting"])]) > 1]
     if axis == "src":  # source size only changes models that use the source
-        rows = [r for r in rows if r["setting"] in FROM_SOURCE]
+        rows = [r for r in rows if r["setting"] in from_source()]
     return sorted(rows, key=lambda r: (r["platform"], _setting_rank(r["setting"]), r["fraction"]))

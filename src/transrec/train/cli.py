@@ -23,7 +23,7 @@ def _cache(args) -> None:
     from transrec.model.config import ModelConfig
     from transrec.model.recommender import item_tower
     from transrec.paths import cache_dir, processed_dir
-    from transrec.runtime import pick_device, set_threads
+    from transrec.runtime import local_device
     from transrec.train.settings import require_learning
 
     params = require_learning(P.load(args.params))
@@ -31,9 +31,7 @@ def _cache(args) -> None:
     data = PlatformData(processed_dir(params, args.platform), args.platform)
     cfg = ModelConfig.from_dict(params["model"], init_seed=params["train"]["seed"])
     data.check_tokenizer(cfg.text_encoder.name)
-    device = pick_device(params["train"]["device"], 0)
-    if device.type == "cpu":
-        set_threads(params["train"]["num_threads"])
+    device = local_device(params["train"])
     torch.manual_seed(cfg.init_seed)
     tower = item_tower(cfg, data.image_size or 64).to(device)
     if tower.image.load_report.get("weights"):
@@ -86,7 +84,7 @@ def _evaluate(args) -> None:
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
-    from transrec.train.settings import EVAL_SETTINGS, SETTINGS
+    from transrec.transfer_settings import evaluated, transfer_settings
 
     p = sub.add_parser("cache", parents=[common], help="the frozen encoders' outputs, once per platform: the frozen-layer "
                        "cache (heads tower) or every layer's pooled state (side tower)")
@@ -98,11 +96,11 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_pretrain)
     p = sub.add_parser("transfer", parents=[common], help="train/transfer to a target in one setting")
     p.add_argument("target", help="target platform name from params.yaml")
-    p.add_argument("run", metavar="RUN", help=f"SETTING[@VARIANT]; SETTING: {' | '.join(SETTINGS)}; "
+    p.add_argument("run", metavar="RUN", help=f"SETTING[@VARIANT]; SETTING: {' | '.join(transfer_settings())}; "
                    "VARIANT: src<f>, tgt<f>, seed<n> joined by '-' (e.g. finetune@tgt0.1-seed1)")
     p.add_argument("--restart", action="store_true", help="ignore the resume file and train from the start")
     p.set_defaults(func=_transfer)
     p = sub.add_parser("evaluate", parents=[common], help="full-ranking test metrics of one run (or popularity)")
     p.add_argument("platform", help="platform name from params.yaml")
-    p.add_argument("run", metavar="RUN", help=f"SETTING[@VARIANT]; SETTING: {' | '.join(EVAL_SETTINGS)}")
+    p.add_argument("run", metavar="RUN", help=f"SETTING[@VARIANT]; SETTING: {' | '.join(evaluated())}")
     p.set_defaults(func=_evaluate)

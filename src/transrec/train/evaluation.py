@@ -17,23 +17,21 @@ from transrec.evaluate.document import metrics_document, write_run
 from transrec.evaluate.ranking import model_scorer, popularity_scorer, rank_split
 from transrec.model.build import load_trained
 from transrec.paths import MODEL_CONFIG, model_dir, processed_dir
-from transrec.runtime import pick_device, set_threads
-from transrec.train.settings import EVAL_SETTINGS
+from transrec.runtime import local_device
 from transrec.train.tracking import Tracker
+from transrec.transfer_settings import evaluated
 from transrec.variants import split_run
 
 
 def evaluate(params: dict, platform: str, run: str, progress: bool = True) -> dict:
     setting, point = split_run(run)
-    if setting not in EVAL_SETTINGS:
-        raise TransrecError(f"unknown setting '{setting}'; expected one of {', '.join(EVAL_SETTINGS)}")
+    if setting not in evaluated():
+        raise TransrecError(f"unknown setting '{setting}'; expected one of {', '.join(evaluated())}")
     if setting == "popularity" and point.name:
         raise TransrecError(f"'{run}': popularity has no variants")
     start = time.time()
     tcfg, ecfg = params["train"], params["evaluate"]
-    device = pick_device(tcfg["device"], 0)
-    if device.type == "cpu":
-        set_threads(tcfg["num_threads"])
+    device = local_device(tcfg)
     ks = sorted(set(ecfg["ks"]) | {10})
     info: dict = {}
     if setting == "popularity":

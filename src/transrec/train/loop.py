@@ -53,21 +53,13 @@ from transrec.model.recommender import Recommender
 from transrec.paths import MODEL_CONFIG, MODEL_DIR, MODEL_WEIGHTS, RESUME, metrics_file, processed_dir
 from transrec.runtime import Runtime, mean_over_ranks, rank0_flag, setup, teardown
 from transrec.tensor_file import load_tree, save_tree
+from transrec.train.config import TrainConfig
 from transrec.train.data import Batches, epoch_batches
 from transrec.train.optimizer import CpuAdamW, adamw
 from transrec.train.settings import RunSpec
 from transrec.train.tracking import Tracker
 
 MONITOR = "ndcg@10"
-
-
-def train_settings(params: dict, setting: str) -> dict:
-    """The `train` section, with the overrides of `train.pretrain` (the pre-training run) or `train.id`
-    (the SASRec-ID runs) applied."""
-    section = dict(params["train"])
-    overrides = {"pretrain": section.pop("pretrain", {}) or {}, "id": section.pop("id", {}) or {}}
-    section.update(overrides.get(setting, {}))
-    return section
 
 
 def _hash_json(obj) -> str:
@@ -108,7 +100,7 @@ class Run:
 
     params: dict
     spec: RunSpec
-    tcfg: dict                      # the train section with this setting's overrides
+    tcfg: TrainConfig               # the train section with this setting's overrides
     rt: Runtime
     data: PlatformData
     model: Recommender
@@ -167,11 +159,11 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
 
 def prepare(params: dict, spec: RunSpec) -> Run:
     """Runtime, data and model (with the source checkpoint loaded), optimizer, fingerprint."""
-    tcfg = train_settings(params, spec.setting)
-    rt = setup(tcfg["device"], tcfg["num_threads"], tcfg.get("dist_timeout_min", 60))
+    tcfg = TrainConfig.for_setting(params["train"], spec.setting)
+    rt = setup(tcfg.device, tcfg.num_threads, tcfg.dist_timeout_min)
     data = PlatformData(processed_dir(params, spec.platform), spec.platform)
-    use_cache = bool(tcfg["cache"]) and spec.kind == "content"
-    model = build_model(params, data, spec.kind, rt.device, use_cache, tcfg["cache_dtype"])
+    use_cache = bool(tcfg.cache) and spec.kind == "content"
+    model = build_model(params, data, spec.kind, rt.device, use_cache, tcfg.cache_dtype)
     load_report = None
     if spec.init_from is not None:
         load_report = ckpt.load_into(model, ckpt.read(spec.init_from), str(spec.init_from), transfer=True)
@@ -181,16 +173,15 @@ def prepare(params: dict, spec: RunSpec) -> Run:
         lora.add_adapters(model, **params["transfer"]["lora"])
     if spec.freeze_items:
         model.freeze_items()
-    fingerprint = _hash_json({"model": model.cfg.to_dict(), "train": {k: v for k, v in tcfg.items()
-                                                                       if k not in ("num_threads", "device", "loader_workers")},
+    fingerprint = _hash_json({"model": model.cfg.to_dict(), "train": tcfg.learning(),
                               "spec": [spec.platform, spec.name, spec.kind, spec.freeze_items, spec.train],
                               "lora": params["transfer"]["lora"] if spec.adapters else None,
                               "init": frozen_cache.file_hash(Path(spec.init_from) / MODEL_WEIGHTS) if spec.init_from else None,
                               "split": frozen_cache.file_hash(data.proc / "split.parquet"), "world": rt.world})
     optimizer = None
     if spec.train:
-        optimizer = adamw(model.param_groups(tcfg["lr"], tcfg["encoder_lr"], tcfg["weight_decay"]), rt.device)
-    seed = tcfg["seed"] + spec.variant.seed
+        optimizer = adamw(model.param_groups(tcfg.lr, tcfg.encoder_lr, tcfg.weight_decay), rt.device)
+    seed = tcfg.seed + spec.variant.seed
     torch.manual_seed(seed)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) if spec.train else 0
     return Run(params, spec, tcfg, rt, data, model, seed, fingerprint, optimizer, load_report, use_cache, trainable)
@@ -230,7 +221,7 @@ def open_tracker(r: Run) -> Tracker:
                        "variant": spec.variant.name or "main", "user_fraction": spec.user_fraction,
                        "replicate": spec.variant.seed, "seed": r.seed,
                        "init_from": str(spec.init_from) if spec.init_from else None, "model": r.model.cfg.to_dict(),
-                       "train": r.tcfg, "evaluate": r.params["evaluate"], "world_size": r.rt.world,
+                       "train": r.tcfg.to_dict(), "evaluate": r.params["evaluate"], "world_size": r.rt.world,
                        "device": str(r.rt.device), "threads": r.rt.threads, "cache": r.cache,
                        "loaded_tensors": r.load_report["counts"] if r.load_report else None},
                       run_id=r.state["wandb_id"], enabled=r.rt.master)
@@ -241,7 +232,7 @@ def open_tracker(r: Run) -> Tracker:
 # ---- fit: the steps, validation every eval_every steps (or epoch), early stopping, checkpoints --------
 def fit(r: Run, progress: bool = True) -> None:
     tcfg, state, rt, model = r.tcfg, r.state, r.rt, r.model
-    if tcfg.get("compile"):
+    if tcfg.compile:
         # the user encoder sees fixed [B, N, d] inputs (only the last batch is shorter): compile it alone;
         # the item towers see a different number of distinct items every step
         model.user.compile(dynamic=True)  # in place: the state_dict keys (checkpoints) stay the same
@@ -254,13 +245,13 @@ def fit(r: Run, progress: bool = True) -> None:
         ddp_model = DistributedDataParallel(model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None,
                                             find_unused_parameters=r.spec.kind == "content")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if rt.device.type == "cuda" else nullcontext()
-    r.batches = Batches(r.data, model.cfg, tcfg["batch_size"], r.seed, r.spec.user_fraction, tcfg["samples"])
+    r.batches = Batches(r.data, model.cfg, tcfg.batch_size, r.seed, r.spec.user_fraction, tcfg.samples)
     base_lrs = [group["lr"] for group in r.optimizer.param_groups]
     # The budget: epochs (their step counts vary a little with the windows' random offsets) and max_steps.
-    epochs = tcfg["epochs"]
+    epochs = tcfg.epochs
     r.plan = [r.batches.steps_per_epoch(e) for e in range(epochs)]
-    r.total = min(sum(r.plan), tcfg["max_steps"] or sum(r.plan))
-    eval_every = tcfg["eval_every"]  # 0: at the end of every epoch
+    r.total = min(sum(r.plan), tcfg.max_steps or sum(r.plan))
+    eval_every = tcfg.eval_every  # 0: at the end of every epoch
 
     bar = tqdm(total=r.total, initial=state["step"], unit="step", desc=r.name,
                disable=not (rt.master and progress and r.total))
@@ -268,16 +259,16 @@ def fit(r: Run, progress: bool = True) -> None:
     while not stop and state["epoch"] < epochs and state["step"] < r.total:
         model.train()
         losses, t0 = [], time.time()
-        stream = epoch_batches(r.batches, state["epoch"], rt.rank, rt.world, tcfg.get("loader_workers", 0),
+        stream = epoch_batches(r.batches, state["epoch"], rt.rank, rt.world, tcfg.loader_workers,
                                rt.device.type == "cuda", start=state["epoch_step"])
         for batch in stream:
             for group, base in zip(r.optimizer.param_groups, base_lrs):
-                group["lr"] = base * lr_scale(state["step"], tcfg["warmup_steps"], r.total, tcfg["lr_schedule"])
+                group["lr"] = base * lr_scale(state["step"], tcfg.warmup_steps, r.total, tcfg.lr_schedule)
             with autocast:
                 loss = ddp_model(_to(batch, rt.device))
             loss.backward()
-            if tcfg["grad_clip"] > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
+            if tcfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
             r.optimizer.step()
             r.optimizer.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
@@ -315,7 +306,7 @@ def validate(r: Run, losses: list[float], t0: float, progress: bool = True) -> b
             save_best(r, step, epoch, valid["metrics"])
         else:
             state["bad"] += 1
-        stop = state["bad"] >= r.tcfg["patience"]
+        stop = state["bad"] >= r.tcfg.patience
         position = state["epoch"] + state["epoch_step"] / max(1, r.plan[min(state["epoch"], len(r.plan) - 1)])
         entry = {"step": step, "epoch": round(position, 3), "loss": loss, "steps": len(losses), "valid": valid["metrics"],
                  "train_s": round(train_s, 2), "wall_s": round(time.time() - t0, 2)}

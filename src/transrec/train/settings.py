@@ -7,7 +7,7 @@ Variants (transrec.variants) are the study's other points: src<f> pre-trains on 
 users (and finetune/frozen/zero_shot@src<f> start from that model), tgt<f> trains on a share of the
 target users, seed<n> is a replicate.
 
-Settings (each a separate run with its own metrics):
+Settings (each a separate run with its own metrics) are records of transrec.transfer_settings.REGISTRY:
     scratch    the content model trained on the target only (no source pre-training)
     finetune   load the source checkpoint, keep training on the target (same freezing)
     lora       load the source checkpoint; the encoders' trainable blocks stay fixed and train LoRA adapters
@@ -24,9 +24,10 @@ from pathlib import Path
 from transrec import params as P
 from transrec.errors import TransrecError
 from transrec.paths import MODEL_CONFIG, model_dir, run_dir
+from transrec.transfer_settings import from_source, setting, transfer_settings
 from transrec.variants import Variant, run_name, split_run
 
-# No torch here: the CLI reads SETTINGS to build its parser, and a data step must not pay for importing torch.
+# No torch here: the CLI reads the settings to build its parser, and a data step must not pay for importing torch.
 
 
 @dataclass
@@ -55,11 +56,6 @@ class RunSpec:
         return self.variant.src if self.setting == "pretrain" else self.variant.tgt
 
 
-SETTINGS = ("scratch", "finetune", "lora", "frozen", "zero_shot", "id")
-FROM_SOURCE = ("finetune", "lora", "frozen", "zero_shot")  # the settings that start from the source model
-EVAL_SETTINGS = ("pretrain", *SETTINGS, "popularity")
-
-
 def source_platform(params: dict) -> str:
     sources = [name for name in params["platforms"] if P.platform_config(params, name)["role"] == "source"]
     if len(sources) != 1:
@@ -78,30 +74,27 @@ def pretrain_spec(params: dict, variant: str = "") -> RunSpec:
 
 
 def transfer_spec(params: dict, target: str, run: str) -> RunSpec:
-    setting, point = split_run(run)
-    if setting not in SETTINGS:
-        raise TransrecError(f"unknown transfer setting '{setting}'; expected one of {', '.join(SETTINGS)}")
+    name, point = split_run(run)
+    record = setting(name)
+    if record is None or not record.transfer:
+        raise TransrecError(f"unknown transfer setting '{name}'; expected one of {', '.join(transfer_settings())}")
     if P.platform_config(params, target)["role"] == "source":  # an unknown platform -> one line
         raise TransrecError(f"{target} is the source platform; transfer goes to a platform with role: target")
-    needs_source = setting in FROM_SOURCE
-    if point.src != 1.0 and not needs_source:
+    if point.src != 1.0 and not record.from_source:
         raise TransrecError(f"run '{run}': src<f> only applies to settings that start from the source model "
-                            f"({', '.join(FROM_SOURCE)})")
-    if setting == "zero_shot" and (point.tgt != 1.0 or point.seed):
-        raise TransrecError(f"run '{run}': zero_shot trains nothing on the target; only src<f> applies")
+                            f"({', '.join(from_source())})")
+    if not record.train and (point.tgt != 1.0 or point.seed):
+        raise TransrecError(f"run '{run}': {name} trains nothing on the target; only src<f> applies")
     pretrained = None
-    if needs_source:  # scratch and id never read a source model (a study may have no source at all)
+    if record.from_source:  # scratch and id never read a source model (a study may have no source at all)
         source_run = run_name("pretrain", Variant(src=point.src))
         pretrained = model_dir(params, source_platform(params), source_run)
         if not (pretrained / MODEL_CONFIG).is_file():
             how = "transrec pretrain" + (f" --variant {Variant(src=point.src).name}" if point.src != 1.0 else "")
             raise TransrecError(f"{pretrained} not found: run `{how}` first")
-    return RunSpec(target, setting, run_dir(params, target, run_name(setting, point)), variant=point,
-                   kind="id" if setting == "id" else "content",
-                   init_from=pretrained,
-                   freeze_items=setting == "frozen", adapters=setting == "lora", train=setting != "zero_shot",
-                   job_type="transfer",
-                   tags=[point.name] if point.name else [])
+    return RunSpec(target, name, run_dir(params, target, run_name(name, point)), variant=point, kind=record.kind,
+                   init_from=pretrained, freeze_items=record.freeze_items, adapters=record.adapters,
+                   train=record.train, job_type="transfer", tags=[point.name] if point.name else [])
 
 
 LEARNING_SECTIONS = ("model", "train", "transfer", "evaluate", "wandb", "study")
