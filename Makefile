@@ -33,14 +33,17 @@ run: venv
 		"$$(nproc)" "$$(date -u +%Y-%m-%dT%H:%MZ)" "$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
 		> $(RESULTS)/make_run.json && cat $(RESULTS)/make_run.json
 
-# make readme also draws the DAG for the default study: the Snakemake rule graph (graphviz) and DVC's
-# stage graph (mermaid, rendered by code hosts), and shows `dvc metrics show` on the last run.
+# make readme fills the default study's block of README.md, or a profile's block (named after it) of
+# docs/results.md; for the default it also draws the DAG into docs/pipeline.md: the Snakemake rule graph
+# (graphviz) and DVC's stage graph (mermaid, rendered by code hosts), and `dvc metrics show` on the last run.
+READMEFILE = $(if $(filter params.yaml,$(PARAMS)),README.md,docs/results.md)
 readme: venv
-	$(BIN)/transrec report --readme README.md
+	$(BIN)/transrec report --readme $(READMEFILE)
 ifeq ($(PARAMS),params.yaml)
 	$(BIN)/snakemake --rulegraph 2> /dev/null | dot -Tpng -Gdpi=80 -o docs/figures/rulegraph.png
-	$(BIN)/dvc dag --md | $(BIN)/transrec readme-block dvc-dag --details "dvc dag --md: every stage of the default study"
-	$(BIN)/dvc metrics show | head -12 | $(BIN)/transrec readme-block dvc-metrics --code text
+	$(BIN)/dvc dag --md | $(BIN)/transrec readme-block dvc-dag --readme docs/pipeline.md \
+		--details "dvc dag --md: every stage of the default study"
+	$(BIN)/dvc metrics show | head -12 | $(BIN)/transrec readme-block dvc-metrics --readme docs/pipeline.md --code text
 endif
 
 dry-run: venv

@@ -9,7 +9,7 @@ Printed as a markdown table (mean ± std over seeds) and written to OUT/item_tow
 
     python benchmarks/item_towers.py --params profiles/ml100k_peer.yaml --platform ml100k \\
         --towers heads,side,top,id --seeds 0,1,2 --top-steps 800 --out runs/item_towers
-    python benchmarks/item_towers.py --out runs/item_towers --table | transrec readme-block item-towers
+    python benchmarks/item_towers.py --out runs/item_towers --table | transrec readme-block item-towers --readme docs/results.md
     python benchmarks/item_towers.py --out runs/item_towers --towers heads,side,top --speed 5
 
 Rows (--towers): heads (params as given: item_head over each encoder's last features), side

@@ -24,3 +24,23 @@ def test_readme_names_the_two_commands_and_ci_runs_the_test_one():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     makefile = (ROOT / "Makefile").read_text()
     assert "\nrun: venv" in makefile and "\ntest: venv" in makefile
+
+
+def test_readme_is_short_and_every_docs_link_resolves():
+    """The README is what a newcomer reads first (reference pages live in docs/); a moved or renamed page
+    breaks a link, which this catches: every relative link of README.md and docs/*.md names a file, and an
+    anchor names a heading of it."""
+    import re
+
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 300
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.exists(), f"{page.name}: link to {target}"
+            if anchor and linked.suffix == ".md":
+                headings = [re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+                            for h in re.findall(r"^#+ (.+)$", linked.read_text(), flags=re.M)]
+                assert anchor in headings, f"{page.name}: anchor #{anchor} not a heading of {linked.name}"

@@ -129,16 +129,21 @@ def test_readme_block_gets_the_report_and_the_make_run_wall_time(tmp_path):
     out = build(res, KS)
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\nbefore\n<!-- results:begin -->\nold\n<!-- results:end -->\nafter\n")
-    figures = update_readme(readme, res, out)
+    figures = update_readme(readme, res, out, figures_dir=tmp_path / "docs" / "figures")
     text = readme.read_text()
     assert text.startswith("# x\n\nbefore\n<!-- results:begin -->") and text.endswith("<!-- results:end -->\nafter\n")
     assert "old" not in text and "| t1 | finetune | 0.3000 | 0.1600" in text
     assert "at commit abc1234 (2026-11-27T16:00Z): 18.5 min wall time on 2 CPU cores" in text
     assert [f.name for f in figures] == ["heatmap.png", "scaling_target.png"] and "](docs/figures/scaling_target.png)" in text
     assert (tmp_path / "docs" / "figures" / "scaling_target.png").read_bytes()[:4] == b"\x89PNG"
+    page = tmp_path / "docs" / "results.md"  # a profile's block in docs/: its figures linked from there
+    page.write_text("<!-- mine:begin -->\n<!-- mine:end -->\n")
+    update_readme(page, res, out, "mine", figures_dir=tmp_path / "docs" / "figures")
+    assert "](figures/mine_scaling_target.png)" in page.read_text()
+    assert (tmp_path / "docs" / "figures" / "mine_scaling_target.png").is_file()
     readme.write_text("no markers\n")
     with pytest.raises(TransrecError, match="no '<!-- results:begin -->'"):
-        update_readme(readme, res, out)
+        update_readme(readme, res, out, figures_dir=tmp_path / "docs" / "figures")
 
 
 def test_heatmap_and_validation_curves(tmp_path):

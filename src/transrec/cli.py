@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from transrec.errors import TransrecError
+from transrec.paths import IMAGE_INDEX, INTERACTIONS, ITEMS, MANIFEST, TEXT_IDS
 
 
 def _platform_step(args, step: str) -> None:
@@ -30,7 +31,7 @@ def _platform_step(args, step: str) -> None:
 
         from transrec.data.clean import clean
 
-        manifest_path = raw_dir / "manifest.json"
+        manifest_path = raw_dir / MANIFEST
         if not manifest_path.is_file():
             raise TransrecError(f"{manifest_path} not found: run `transrec download {args.platform}` first")
         root = Path(json.loads(manifest_path.read_text())["root"])
@@ -43,14 +44,14 @@ def _platform_step(args, step: str) -> None:
     elif step == "resize":
         from transrec.data.images import default_workers, resize
 
-        stats = resize(_need(proc / "items.parquet", "clean", args.platform), proc, cfg["image"]["size"],
+        stats = resize(_need(proc / ITEMS, "clean", args.platform), proc, cfg["image"]["size"],
                        args.workers or default_workers())
         print(f"{args.platform}: {stats['ok']} of {stats['requested']} images ok "
               f"({stats['corrupt']} corrupt, {stats['missing']} missing)")
     elif step == "tokenize":
         from transrec.data.text import tokenize
 
-        stats = tokenize(_need(proc / "items.parquet", "clean", args.platform), proc, cfg["text"]["tokenizer"],
+        stats = tokenize(_need(proc / ITEMS, "clean", args.platform), proc, cfg["text"]["tokenizer"],
                          cfg["text"]["max_len"])
         print(f"{args.platform}: {stats['items']} texts tokenized ({stats['empty_text']} empty, "
               f"{stats['truncated']} truncated)")
@@ -58,8 +59,8 @@ def _platform_step(args, step: str) -> None:
         from transrec.data.split import split
 
         # the earliest missing step is the one to run (split before clean names clean, not resize)
-        for needed, by in (("interactions.parquet", "clean"), ("image_index.parquet", "resize"),
-                           ("text_ids.npy", "tokenize")):
+        for needed, by in ((INTERACTIONS, "clean"), (IMAGE_INDEX, "resize"),
+                           (TEXT_IDS, "tokenize")):
             _need(proc / needed, by, args.platform)
         stats = split(proc)
         print(f"{args.platform}: {stats['split']['users']} users split leave-one-out; catalog {stats['split']['catalog']}")
@@ -77,12 +78,12 @@ def _validate(args) -> None:
 
     params = P.load(args.params)
     table = jobs.check(params)
-    if args.show:  # a profile is an overlay: this is the whole study it runs
+    if args.show:  # a profile is an overlay: this is the whole study it runs (stdout: a params file of its own)
         import yaml
 
         print(yaml.safe_dump(params, sort_keys=False), end="")
     print(f"{args.params}: valid ({len(params['platforms'])} platforms: {', '.join(params['platforms'])}; "
-          f"{len(table)} jobs)")
+          f"{len(table)} jobs)", file=sys.stderr if args.show else sys.stdout)
 
 
 def _report(args) -> None:
@@ -108,7 +109,7 @@ def _report(args) -> None:
         # params.yaml fills the `results` block; a profile (profiles/NAME.yaml) fills the `NAME` block
         block = "results" if Path(args.params).name == "params.yaml" else Path(args.params).stem
         figures = update_readme(Path(args.readme), Path(params["paths"]["results"]), out, block)
-        print(f"report: {args.readme} updated ({len(figures)} figures in {Path(args.readme).parent / 'docs' / 'figures'})")
+        print(f"report: {args.readme} updated ({len(figures)} figures in docs/figures)")
 
 
 def _readme_block(args) -> None:
@@ -176,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--workers", type=int, default=0, help="decoding processes (default: CPUs, max 8)")
         p.set_defaults(func=lambda a, s=step: _platform_step(a, s))
     p = sub.add_parser("report", parents=[common], help="tables, transfer gains and plots from every metrics file")
-    p.add_argument("--readme", default=None, help="also fill this README's results block (make readme)")
+    p.add_argument("--readme", default=None, help="also fill this markdown file's block: results for params.yaml, else the profile's name (make readme)")
     p.set_defaults(func=_report)
     p = sub.add_parser("readme-block", help="fill a README block (<!-- NAME:begin/end -->) with stdin (make readme)")
     p.add_argument("block", help="the block's name")

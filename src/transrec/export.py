@@ -23,7 +23,7 @@ from tqdm import tqdm
 from transrec.atomic import atomic_path
 from transrec.errors import TransrecError
 from transrec.model.checkpoint import model_folder
-from transrec.paths import MODEL_DIR, recommendations_file
+from transrec.paths import MODEL_DIR, USERS, recommendations_file
 from transrec.recommend import added_path, catalogue, load
 
 
@@ -47,7 +47,7 @@ def _histories(data) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _selected_users(data, users_file: Path | None) -> tuple[np.ndarray, list[str]]:
-    keys = pl.read_parquet(data.proc / "users.parquet").sort("user")
+    keys = pl.read_parquet(data.proc / USERS).sort("user")
     key_of = dict(zip(keys["user"].to_list(), keys["key"].to_list()))
     rows = np.arange(len(data.users))
     names = [str(key_of[u]) for u in data.users.tolist()]

@@ -24,6 +24,21 @@ from pathlib import Path
 
 from transrec import paths, study
 from transrec.errors import TransrecError
+from transrec.paths import (
+    CATALOG,
+    IMAGE_INDEX,
+    IMAGES,
+    INTERACTIONS,
+    ITEMS,
+    MANIFEST,
+    QUARANTINE,
+    SPLIT,
+    STATS,
+    TEXT_IDS,
+    TEXT_MASK,
+    TRAIN_LOG,
+    USERS,
+)
 from transrec.train.config import result_keys
 from transrec.transfer_settings import setting as setting_record
 from transrec.transfer_settings import transfer_settings
@@ -112,20 +127,19 @@ def _s(paths_: list) -> tuple[str, ...]:
 
 def _data_job(params: dict, step: str, platform: str) -> Job:
     proc = paths.processed_dir(params, platform)
-    stats = proc / "stats"
     own = f"platforms.{platform}"
     spec = {
-        "download": ([], [paths.raw_dir(params, platform) / "manifest.json"], [own, "synthetic_world"]),
-        "clean": ([paths.raw_dir(params, platform) / "manifest.json"],
-                  [proc / "interactions.parquet", proc / "items.parquet", proc / "users.parquet",
-                   proc / "quarantine.parquet", stats / "clean.json"], ["data", "seed", own]),
-        "resize": ([proc / "items.parquet"], [proc / "images.npy", proc / "image_index.parquet", stats / "resize.json"],
+        "download": ([], [paths.raw_dir(params, platform) / MANIFEST], [own, "synthetic_world"]),
+        "clean": ([paths.raw_dir(params, platform) / MANIFEST],
+                  [proc / INTERACTIONS, proc / ITEMS, proc / USERS,
+                   proc / QUARANTINE, paths.step_stats(proc, "clean")], ["data", "seed", own]),
+        "resize": ([proc / ITEMS], [proc / IMAGES, proc / IMAGE_INDEX, paths.step_stats(proc, "resize")],
                    ["data.image", own]),
-        "tokenize": ([proc / "items.parquet"], [proc / "text_ids.npy", proc / "text_mask.npy", stats / "tokenize.json"],
+        "tokenize": ([proc / ITEMS], [proc / TEXT_IDS, proc / TEXT_MASK, paths.step_stats(proc, "tokenize")],
                      ["data.text", own]),
-        "split": ([proc / "interactions.parquet", proc / "items.parquet", proc / "image_index.parquet",
-                   proc / "text_ids.npy", stats / "clean.json", stats / "resize.json", stats / "tokenize.json"],
-                  [proc / "split.parquet", proc / "catalog.parquet", stats / "split.json", proc / "stats.json"], []),
+        "split": ([proc / INTERACTIONS, proc / ITEMS, proc / IMAGE_INDEX,
+                   proc / TEXT_IDS, *(paths.step_stats(proc, s) for s in ("clean", "resize", "tokenize"))],
+                  [proc / SPLIT, proc / CATALOG, paths.step_stats(proc, "split"), proc / STATS], []),
     }
     inputs, outputs, keys = spec[step]
     keys = [k for k in keys if k != "synthetic_world" or k in params]  # only the embedded default has one
@@ -136,7 +150,7 @@ def train_outputs(params: dict, platform: str, run: str) -> tuple[tuple[str, ...
     """(model files + run info, metrics file) of a training run (also with Snakemake's "{wildcard}"
     placeholders)."""
     folder = paths.run_dir(params, platform, run)
-    return (_s([*paths.model_files(params, platform, run), folder / "train_log.json",
+    return (_s([*paths.model_files(params, platform, run), folder / TRAIN_LOG,
                 paths.run_info_file(params, platform, run)]),
             _s([paths.metrics_file(params, platform, run)]))
 
@@ -196,7 +210,7 @@ def job(params: dict, step: str, **wildcards: str) -> Job:
     if step == "report":
         out = paths.report_dir(params)
         inputs = [paths.metrics_file(params, p, r) for p, r in study.evaluations(params)]
-        inputs += [paths.run_dir(params, p, r) / "train_log.json" for p, r in study.evaluations(params)
+        inputs += [paths.run_dir(params, p, r) / TRAIN_LOG for p, r in study.evaluations(params)
                    if r != "popularity"]  # the validation curves
         outputs = _s([*(out / f for f in [*REPORT_FILES, "summary.json"]), out / "plots"])
         return Job(step, (), "transrec report", _s(inputs), outputs, (), ("study",), folders=outputs[-1:],

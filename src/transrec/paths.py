@@ -15,9 +15,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+MANIFEST = "manifest.json"  # download: where a platform's raw files are and their fingerprint
+# a processed platform: clean -> interactions, items, users, quarantine; resize -> images, image index;
+# tokenize -> text ids and masks; split -> split, catalogue, stats (each step also writes stats/<step>.json)
+INTERACTIONS, ITEMS, USERS, QUARANTINE = "interactions.parquet", "items.parquet", "users.parquet", "quarantine.parquet"
+IMAGES, IMAGE_INDEX, TEXT_IDS, TEXT_MASK = "images.npy", "image_index.parquet", "text_ids.npy", "text_mask.npy"
+SPLIT, CATALOG, STATS, STEP_STATS = "split.parquet", "catalog.parquet", "stats.json", "stats"
+PROCESSED = (SPLIT, CATALOG, TEXT_IDS, TEXT_MASK, IMAGES)  # what training and evaluation read
+# the cache of a platform (transrec.model.cache): metadata last, pooled features or every layer's states
+CACHE_META, CACHE_TEXT, CACHE_IMAGE = "cache.json", "text.npy", "image.npy"
+CACHE_LAYERS_TEXT, CACHE_LAYERS_IMAGE = "layers_text.npy", "layers_image.npy"
+# a run
 MODEL_DIR, MODEL_WEIGHTS, MODEL_CONFIG, MODEL_CARD = "model", "model.safetensors", "config.json", "README.md"
 RESUME = "resume.safetensors"  # a run's position, optimizer and RNG state (transrec.train.loop)
-PROCESSED = ("split.parquet", "catalog.parquet", "text_ids.npy", "text_mask.npy", "images.npy")
+TRAIN_LOG = "train_log.json"   # a run's evaluations, best step, load report, timings
 
 
 def raw_dir(params: dict, platform: str) -> Path:
@@ -36,6 +47,11 @@ def platform_dirs(params: dict, platform: str) -> tuple[Path, Path]:
 def processed_files(params: dict, platform: str) -> list[Path]:
     """What training and evaluation read of a platform's processed data."""
     return [processed_dir(params, platform) / name for name in PROCESSED]
+
+
+def step_stats(proc: Path, step: str) -> Path:
+    """stats/<step>.json of a processed platform: what one data step read, kept and dropped."""
+    return Path(proc) / STEP_STATS / f"{step}.json"
 
 
 def cache_dir(params: dict, platform: str) -> Path:

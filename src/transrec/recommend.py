@@ -30,6 +30,7 @@ from transrec.errors import TransrecError
 from transrec.model.build import load_trained
 from transrec.model.checkpoint import model_folder
 from transrec.model.items import ItemFeatures
+from transrec.paths import CATALOG
 from transrec.runtime import local_device
 
 
@@ -65,7 +66,7 @@ def load(params: dict, model: str | Path, platform: str, device="cpu", bottoms: 
 
 
 def catalogue(net, data: PlatformData, added: Path | None) -> Catalogue:
-    frame = pl.read_parquet(data.proc / "catalog.parquet").sort("item")
+    frame = pl.read_parquet(data.proc / CATALOG).sort("item")
     vectors = net.encode_catalog()
     keys, titles, modality = frame["key"].to_list(), frame["title"].fill_null("").to_list(), frame["modality"].to_list()
     rankable = torch.from_numpy(data.modality != DROPPED)
@@ -202,7 +203,7 @@ def add_items(params: dict, model: str | Path, platform: str, items: Path) -> di
     frame = read_new_items(Path(items))
     store = added_path(model, platform)
     # A dropped catalogue item (no usable text or image) may come back with content as a new item.
-    known = set(pl.read_parquet(data.proc / "catalog.parquet").filter(pl.col("modality") != "dropped")["key"].to_list())
+    known = set(pl.read_parquet(data.proc / CATALOG).filter(pl.col("modality") != "dropped")["key"].to_list())
     previous = pl.read_parquet(store) if store.is_file() else None
     if previous is not None:
         known |= set(previous["key"].to_list())

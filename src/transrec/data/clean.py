@@ -18,6 +18,7 @@ import polars as pl
 from transrec.atomic import write_json, write_parquet
 from transrec.errors import TransrecError
 from transrec.platforms import read_platform
+from transrec.paths import INTERACTIONS, ITEMS, QUARANTINE, USERS, step_stats
 
 MODALITIES = ("text", "image", "both")
 
@@ -195,15 +196,15 @@ def clean(cfg: dict, root: Path, out_dir: Path, seed: int) -> dict:
              .sort(["user_idx", "timestamp", tie, "row"]))
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_parquet(out_dir / "interactions.parquet",
+    write_parquet(out_dir / INTERACTIONS,
                   inter.select(pl.col("user_idx").alias("user"), pl.col("item_idx").alias("item"), "timestamp"))
-    write_parquet(out_dir / "items.parquet",
+    write_parquet(out_dir / ITEMS,
                   items.select(pl.col("item_idx").alias("item"), pl.col("item").alias("key"), "title", "text",
                                "image", "modality"))
-    write_parquet(out_dir / "users.parquet", users.select(pl.col("user_idx").alias("user"), pl.col("user").alias("key")))
+    write_parquet(out_dir / USERS, users.select(pl.col("user_idx").alias("user"), pl.col("user").alias("key")))
     quarantine_frame = pl.DataFrame(quarantine, schema={"table": pl.String, "file": pl.String, "line": pl.Int64,
                                                         "reason": pl.String, "raw": pl.String})
-    write_parquet(out_dir / "quarantine.parquet", quarantine_frame)
+    write_parquet(out_dir / QUARANTINE, quarantine_frame)
 
     n_quarantined = quarantine_frame.filter(pl.col("table") == "interactions").height
     stats = {
@@ -223,7 +224,7 @@ def clean(cfg: dict, root: Path, out_dir: Path, seed: int) -> dict:
     }
     stats["interactions"]["accounted"] = (
         stats["interactions"]["read"] == inter.height + sum(inter_drops.values()) + n_quarantined)
-    write_json(out_dir / "stats" / "clean.json", stats)
+    write_json(step_stats(out_dir, "clean"), stats)
     return stats
 
 

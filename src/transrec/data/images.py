@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from transrec.atomic import atomic_memmap, write_json, write_parquet
 from transrec.errors import TransrecError
+from transrec.paths import IMAGES, IMAGE_INDEX, step_stats
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # larger files are refused as corrupt (decompression bombs)
 
@@ -47,7 +48,7 @@ def resize(items_path: Path, out_dir: Path, size: int, workers: int) -> dict:
     n = wants.height
     paths = wants["image"].to_list()
     statuses: list[str] = []
-    with atomic_memmap(out_dir / "images.npy", (n, size, size, 3), np.uint8) as store:
+    with atomic_memmap(out_dir / IMAGES, (n, size, size, 3), np.uint8) as store:
         jobs = [(p, size) for p in paths]
         if workers > 1 and n > 256:
             # a worker killed mid-way (out of memory on a huge image) raises BrokenProcessPool; a
@@ -72,10 +73,10 @@ def resize(items_path: Path, out_dir: Path, size: int, workers: int) -> dict:
                                           pl.Series("status", statuses, dtype=pl.String)),
         on="item", how="left",
     ).with_columns(pl.col("row").fill_null(-1), pl.col("status").fill_null("none")).sort("item")
-    write_parquet(out_dir / "image_index.parquet", index)
+    write_parquet(out_dir / IMAGE_INDEX, index)
     counts = {s: statuses.count(s) for s in ("ok", "corrupt", "missing")}
     stats = {"size": size, "requested": n, **counts, "bytes": int(n * size * size * 3)}
-    write_json(out_dir / "stats" / "resize.json", stats)
+    write_json(step_stats(out_dir, "resize"), stats)
     return stats
 
 

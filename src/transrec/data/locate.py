@@ -15,6 +15,7 @@ from transrec.data.fetch import download, unpack
 from transrec.errors import TransrecError
 from transrec.platforms import adapter_module
 from transrec.platforms import synthetic
+from transrec.paths import MANIFEST
 
 
 def _descend(folder: Path) -> Path:
@@ -63,7 +64,7 @@ def locate(cfg: dict, raw_dir: Path, world_cfg: dict) -> dict:
             raise TransrecError(f"platform {name}: data folder {path} not found; {where} "
                                 f"(or set platforms.{name}.location.url to let transrec download it)")
         manifest = {"platform": name, "adapter": adapter, "root": str(root), "files": _fingerprint(root)}
-    write_json(raw_dir / "manifest.json", manifest)
+    write_json(raw_dir / MANIFEST, manifest)
     return manifest
 
 
@@ -75,7 +76,7 @@ def check_sources(params: dict) -> None:
 
     for name in params["platforms"]:
         cfg = P.platform_config(params, name)
-        if cfg["adapter"] == "synthetic" or (raw_dir(params, name) / "manifest.json").is_file():
+        if cfg["adapter"] == "synthetic" or (raw_dir(params, name) / MANIFEST).is_file():
             continue
         location = cfg.get("location") or {}
         path, url = location.get("path"), location.get("url")

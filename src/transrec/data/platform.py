@@ -14,12 +14,13 @@ import polars as pl
 import torch
 
 from transrec.errors import TransrecError
+from transrec.paths import CATALOG, IMAGES, SPLIT, TEXT_IDS, TEXT_MASK, step_stats
 
 # catalog.parquet's modality column as the model reads it
 DROPPED, TEXT, IMAGE, BOTH = 0, 1, 2, 3
 MODALITY_CODES = {"dropped": DROPPED, "text": TEXT, "image": IMAGE, "both": BOTH}
 
-NEEDED = ("catalog.parquet", "split.parquet", "text_ids.npy", "text_mask.npy", "images.npy")
+NEEDED = (CATALOG, SPLIT, TEXT_IDS, TEXT_MASK, IMAGES)
 
 
 @dataclass
@@ -47,7 +48,7 @@ class PlatformData:
             if not (proc / needed).exists():
                 raise TransrecError(f"{proc / needed} not found: run the data steps for {self.name} first "
                                     "(transrec download/clean/resize/tokenize/split)")
-        catalog = pl.read_parquet(proc / "catalog.parquet").sort("item")
+        catalog = pl.read_parquet(proc / CATALOG).sort("item")
         if not (catalog["item"].to_numpy() == np.arange(catalog.height)).all():
             raise TransrecError(f"{proc / 'catalog.parquet'}: items are not 0..n-1")
         self.n_items = catalog.height
@@ -55,7 +56,7 @@ class PlatformData:
         self.image_row = catalog["image_row"].fill_null(-1).to_numpy().astype(np.int64)
         self.pool = np.flatnonzero(self.modality != DROPPED)  # every rankable / sampleable item
 
-        split = pl.read_parquet(proc / "split.parquet").sort("user")
+        split = pl.read_parquet(proc / SPLIT).sort("user")
         lengths = split["train"].list.len().to_numpy()
         self.train = Sequences(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
                                split["train"].explode().to_numpy().astype(np.int64))
@@ -63,15 +64,15 @@ class PlatformData:
         self.test = split["test"].to_numpy().astype(np.int64)
         self.users = split["user"].to_numpy()
 
-        self.text_ids = np.load(proc / "text_ids.npy", mmap_mode="r")
-        mask = np.load(proc / "text_mask.npy")
+        self.text_ids = np.load(proc / TEXT_IDS, mmap_mode="r")
+        mask = np.load(proc / TEXT_MASK)
         self.text_len = mask.sum(1).astype(np.int64)
         width = mask.shape[1]
         if not (mask == (np.arange(width)[None] < self.text_len[:, None])).all():
             raise TransrecError(f"{proc / 'text_mask.npy'}: real tokens must come first (right padding)")
-        self.images = np.load(proc / "images.npy", mmap_mode="r")
+        self.images = np.load(proc / IMAGES, mmap_mode="r")
         self.image_size = int(self.images.shape[1]) if self.images.ndim == 4 else None
-        stats = proc / "stats" / "tokenize.json"
+        stats = step_stats(proc, "tokenize")
         self.tokenizer = __import__("json").loads(stats.read_text()).get("tokenizer") if stats.is_file() else None
 
     # ---- what the model reads --------------------------------------------------------------------

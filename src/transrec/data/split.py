@@ -18,6 +18,7 @@ import polars as pl
 
 from transrec.atomic import write_json, write_parquet
 from transrec.errors import TransrecError
+from transrec.paths import CATALOG, IMAGE_INDEX, INTERACTIONS, ITEMS, SPLIT, STATS, step_stats
 
 MIN_SEQUENCE = 3  # one train item, one validation target, one test target
 
@@ -37,9 +38,9 @@ def final_modality(items: pl.DataFrame, index: pl.DataFrame) -> pl.DataFrame:
 
 
 def split(proc: Path) -> dict:
-    inter = pl.read_parquet(proc / "interactions.parquet")
-    items = pl.read_parquet(proc / "items.parquet")
-    index = pl.read_parquet(proc / "image_index.parquet")
+    inter = pl.read_parquet(proc / INTERACTIONS)
+    items = pl.read_parquet(proc / ITEMS)
+    index = pl.read_parquet(proc / IMAGE_INDEX)
     cat = final_modality(items, index)
     changed = cat.filter(pl.col("final") != pl.col("modality"))
     fallbacks = {f"{a} -> {b} (image {s})": n for a, b, s, n in
@@ -64,10 +65,10 @@ def split(proc: Path) -> dict:
         pl.col("item").list.get(-2).alias("valid"),
         pl.col("item").list.get(-1).alias("test"),
     )
-    write_parquet(proc / "split.parquet", table)
+    write_parquet(proc / SPLIT, table)
     catalog = cat.select("item", "key", "title", pl.col("final").alias("modality"), "image_row",
                          (pl.col("text").fill_null("") != "").alias("has_text"))
-    write_parquet(proc / "catalog.parquet", catalog)
+    write_parquet(proc / CATALOG, catalog)
 
     lengths = table["train"].list.len() + 2
     split_stats = {
@@ -80,9 +81,9 @@ def split(proc: Path) -> dict:
                             "max": int(lengths.max())},
         "density": round(int(lengths.sum()) / (table.height * max(1, catalog.filter(pl.col("modality") != "dropped").height)), 6),
     }
-    write_json(proc / "stats" / "split.json", split_stats)
-    stats = {step: json.loads((proc / "stats" / f"{step}.json").read_text())
-             for step in ("clean", "resize", "tokenize") if (proc / "stats" / f"{step}.json").is_file()}
+    write_json(step_stats(proc, "split"), split_stats)
+    stats = {step: json.loads(step_stats(proc, step).read_text())
+             for step in ("clean", "resize", "tokenize") if step_stats(proc, step).is_file()}
     stats["split"] = split_stats
-    write_json(proc / "stats.json", stats)
+    write_json(proc / STATS, stats)
     return stats

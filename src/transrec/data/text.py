@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from transrec.atomic import write_json, write_npy
 from transrec.errors import TransrecError
+from transrec.paths import TEXT_IDS, TEXT_MASK, step_stats
 
 BATCH = 2048
 
@@ -69,9 +70,9 @@ def tokenize(items_path: Path, out_dir: Path, tokenizer_name: str, max_len: int)
         mask[start:start + len(batch)] = np.asarray(enc["attention_mask"], dtype=np.uint8)
     empty = [i for i, t in enumerate(texts) if not t]
     mask[empty] = 0
-    write_npy(out_dir / "text_ids.npy", ids)
-    write_npy(out_dir / "text_mask.npy", mask)
+    write_npy(out_dir / TEXT_IDS, ids)
+    write_npy(out_dir / TEXT_MASK, mask)
     stats = {"tokenizer": tokenizer_name, "max_len": max_len, "items": len(texts), "empty_text": len(empty),
              "truncated": truncated, "vocab_size": int(tokenizer.vocab_size)}
-    write_json(out_dir / "stats" / "tokenize.json", stats)
+    write_json(step_stats(out_dir, "tokenize"), stats)
     return stats

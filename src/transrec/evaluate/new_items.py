@@ -23,7 +23,7 @@ import yaml
 
 from transrec.cli import main as transrec_main
 from transrec.evaluate.metrics import metrics_from_ranks
-from transrec.paths import model_dir, processed_dir
+from transrec.paths import CATALOG, ITEMS, SPLIT, model_dir, processed_dir
 from transrec.recommend import add_items, catalogue, load, scores_for
 from transrec.train.loop import run
 from transrec.train.settings import source_platform, transfer_spec
@@ -32,15 +32,15 @@ from transrec.train.settings import source_platform, transfer_spec
 def hold_out(proc: Path, out: Path, share: float, seed: int) -> list[str]:
     """Copy a processed platform to `out` with a share of its items dropped everywhere; their keys."""
     shutil.copytree(proc, out, dirs_exist_ok=True)
-    catalog = pl.read_parquet(proc / "catalog.parquet").sort("item")
+    catalog = pl.read_parquet(proc / CATALOG).sort("item")
     rankable = catalog.filter(pl.col("modality") != "dropped")["item"].to_numpy()
     rng = np.random.default_rng(seed)
     held = np.sort(rng.choice(rankable, size=max(1, round(share * len(rankable))), replace=False))
     catalog.with_columns(pl.when(pl.col("item").is_in(held.tolist())).then(pl.lit("dropped"))
-                         .otherwise(pl.col("modality")).alias("modality")).write_parquet(out / "catalog.parquet")
-    split = pl.read_parquet(proc / "split.parquet")
+                         .otherwise(pl.col("modality")).alias("modality")).write_parquet(out / CATALOG)
+    split = pl.read_parquet(proc / SPLIT)
     split.with_columns(pl.col("train").list.eval(pl.element().filter(~pl.element().is_in(held.tolist()))))\
-        .write_parquet(out / "split.parquet")
+        .write_parquet(out / SPLIT)
     return catalog.filter(pl.col("item").is_in(held.tolist()))["key"].to_list()
 
 
@@ -55,9 +55,9 @@ def rank_targets(net, cat, histories: list[list[int]], targets: list[int]) -> np
 
 def users_of(proc: Path, held_keys: set[str]):
     """(history keys, test key) of every user whose test item is held out."""
-    catalog = pl.read_parquet(proc / "catalog.parquet").sort("item")
+    catalog = pl.read_parquet(proc / CATALOG).sort("item")
     keys = catalog["key"].to_list()
-    split = pl.read_parquet(proc / "split.parquet")
+    split = pl.read_parquet(proc / SPLIT)
     out = []
     for train, valid, test in zip(split["train"].to_list(), split["valid"].to_list(), split["test"].to_list()):
         if keys[test] in held_keys:
@@ -86,7 +86,7 @@ def held_out_experiment(params: dict, platform: str, setting: str, share: float,
     log = run(copy, transfer_spec(copy, platform, setting), restart=True, progress=False)
     train_s = time.time() - t0
 
-    items = pl.read_parquet(proc / "items.parquet").filter(pl.col("key").is_in(held))
+    items = pl.read_parquet(proc / ITEMS).filter(pl.col("key").is_in(held))
     new_file = work / "held_out_items.parquet"
     items.select("key", "title", "text", "image", "modality").write_parquet(new_file)
     model = model_dir(copy, platform, setting)
@@ -97,7 +97,7 @@ def held_out_experiment(params: dict, platform: str, setting: str, share: float,
     add_s = time.time() - t1
 
     users = users_of(proc, set(held))
-    figures = {"platform": platform, "setting": setting, "items": int(pl.read_parquet(proc / "catalog.parquet").height),
+    figures = {"platform": platform, "setting": setting, "items": int(pl.read_parquet(proc / CATALOG).height),
                "held_out_items": len(held), "added": added["stored"], "users_with_held_out_test_item": len(users),
                "train_s": round(train_s, 1), "add_items_s": round(add_s, 2), "best_epoch": log["best_epoch"]}
     results = {}

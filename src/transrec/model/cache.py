@@ -45,8 +45,19 @@ from transrec.model.image import LITE, lite0_weights_file
 from transrec.model.items import ContentTower
 from transrec.model.side import SideTower
 from transrec.model.text import weight_files
+from transrec.paths import (
+    CACHE_IMAGE,
+    CACHE_LAYERS_IMAGE,
+    CACHE_LAYERS_TEXT,
+    CACHE_META,
+    CACHE_TEXT,
+    CATALOG,
+    IMAGES,
+    TEXT_IDS,
+    TEXT_MASK,
+)
 
-INPUTS = ("catalog.parquet", "text_ids.npy", "text_mask.npy", "images.npy")
+INPUTS = (CATALOG, TEXT_IDS, TEXT_MASK, IMAGES)
 DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
@@ -120,13 +131,13 @@ def build(tower: ContentTower | SideTower, data: PlatformData, out: Path, dtype:
     for s in tqdm(range(0, n_images, chunk), desc=f"cache images {data.name}", unit="chunk"):
         pixels = torch.from_numpy(np.array(data.images[s:s + chunk])).to(device)
         image[s:s + len(pixels)] = tower.image.bottom_forward(pixels).cpu().numpy().astype(np_dtype)
-    write_npy(out / "text.npy", text)
-    write_npy(out / "image.npy", image)
+    write_npy(out / CACHE_TEXT, text)
+    write_npy(out / CACHE_IMAGE, image)
     meta = {"platform": data.name, "fingerprint": fingerprint(tower, data, dtype),
             "text": {"items": len(text_items), "shape": list(text.shape)},
             "image": {"rows": n_images, "shape": list(image.shape)},
             "bytes": int(text.nbytes + image.nbytes), "wall_s": round(time.time() - start, 2)}
-    write_json(out / "cache.json", meta)  # written last: its presence means the arrays are complete
+    write_json(out / CACHE_META, meta)  # written last: its presence means the arrays are complete
     return meta
 
 
@@ -141,13 +152,13 @@ def build_layer_states(tower: SideTower, data: PlatformData, out: Path, dtype: s
     text_items = np.flatnonzero(data.uses_text())
     n_images = len(data.images) if data.images.ndim == 4 else 0
     shapes = {"text": (len(text_items), sum(tower.text_widths)), "image": (n_images, sum(tower.image_widths))}
-    with atomic_memmap(out / "layers_text.npy", shapes["text"], np_dtype) as text:
+    with atomic_memmap(out / CACHE_LAYERS_TEXT, shapes["text"], np_dtype) as text:
         for s in tqdm(range(0, len(text_items), chunk), desc=f"layer states text {data.name}", unit="chunk"):
             items = text_items[s:s + chunk]
             ids = torch.from_numpy(np.asarray(data.text_ids[items], dtype=np.int64)).to(device)
             lengths = torch.from_numpy(data.text_len[items]).to(device)
             text[s:s + len(items)] = tower.text.layer_states(ids, lengths).flatten(1).cpu().numpy().astype(np_dtype)
-    with atomic_memmap(out / "layers_image.npy", shapes["image"], np_dtype) as image:
+    with atomic_memmap(out / CACHE_LAYERS_IMAGE, shapes["image"], np_dtype) as image:
         for s in tqdm(range(0, n_images, chunk), desc=f"layer states images {data.name}", unit="chunk"):
             pixels = torch.from_numpy(np.array(data.images[s:s + chunk])).to(device)
             image[s:s + len(pixels)] = tower.image.layer_states(pixels).cpu().numpy().astype(np_dtype)
@@ -159,7 +170,7 @@ def build_layer_states(tower: SideTower, data: PlatformData, out: Path, dtype: s
                       "bytes_per_item": shapes["image"][1] * item_size},
             "bytes": int((np.prod(shapes["text"]) + np.prod(shapes["image"])) * item_size),
             "wall_s": round(time.time() - start, 2)}
-    write_json(out / "cache.json", meta)  # written last: its presence means the arrays are complete
+    write_json(out / CACHE_META, meta)  # written last: its presence means the arrays are complete
     return meta
 
 
@@ -173,7 +184,7 @@ def _first_difference(a, b, path="") -> str:
 
 def load(tower: ContentTower | SideTower, data: PlatformData, where: Path, dtype: str) -> dict:
     """The cache arrays as tensors, after checking the fingerprint; stale or missing -> one-line error."""
-    meta_path = where / "cache.json"
+    meta_path = where / CACHE_META
     rebuild = f"run `transrec cache {data.name}` (or set train.cache: false)"
     kind = "layer-state" if isinstance(tower, SideTower) else "frozen-layer"
     if not meta_path.is_file():
@@ -193,7 +204,7 @@ def load(tower: ContentTower | SideTower, data: PlatformData, where: Path, dtype
     text_row = np.full(data.n_items, -1, dtype=np.int64)
     text_row[text_items] = np.arange(len(text_items))
     if isinstance(tower, SideTower):  # memory-mapped: the tower reads the layers it taps
-        return {"text_layers": np.load(where / "layers_text.npy", mmap_mode="r"), "text_row": torch.from_numpy(text_row),
-                "image_layers": np.load(where / "layers_image.npy", mmap_mode="r")}
-    return {"text": torch.from_numpy(np.load(where / "text.npy")), "text_row": torch.from_numpy(text_row),
-            "image": torch.from_numpy(np.load(where / "image.npy"))}
+        return {"text_layers": np.load(where / CACHE_LAYERS_TEXT, mmap_mode="r"), "text_row": torch.from_numpy(text_row),
+                "image_layers": np.load(where / CACHE_LAYERS_IMAGE, mmap_mode="r")}
+    return {"text": torch.from_numpy(np.load(where / CACHE_TEXT)), "text_row": torch.from_numpy(text_row),
+            "image": torch.from_numpy(np.load(where / CACHE_IMAGE))}

@@ -10,7 +10,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 
 from transrec.atomic import atomic_path
-from transrec.paths import MODEL_CARD
+from transrec.paths import MODEL_CARD, STATS
 from transrec.transfer_settings import setting
 
 
@@ -98,6 +98,6 @@ def render(config: dict, stats: dict) -> str:
 
 def write(folder: str | Path, config: dict, proc: str | Path) -> None:
     """README.md of a model folder; `proc` is the processed folder of the model's platform (its stats.json)."""
-    stats = Path(proc) / "stats.json"
+    stats = Path(proc) / STATS
     with atomic_path(Path(folder) / MODEL_CARD) as tmp:
         tmp.write_text(render(config, json.loads(stats.read_text()) if stats.is_file() else {}))

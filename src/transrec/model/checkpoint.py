@@ -41,7 +41,7 @@ from transrec.model import lora
 from transrec.model.cache import encoder_files
 from transrec.model.config import ModelConfig
 from transrec.model.recommender import Recommender
-from transrec.paths import MODEL_CARD, MODEL_CONFIG, MODEL_DIR, MODEL_WEIGHTS
+from transrec.paths import CATALOG, MODEL_CARD, MODEL_CONFIG, MODEL_DIR, MODEL_WEIGHTS
 from transrec.tensor_file import json_default, read_header
 
 FORMAT = "transrec-model"
@@ -62,7 +62,7 @@ def model_state(model: Recommender, merge_adapters: bool = True) -> dict:
 
 def catalogue_hash(proc: Path) -> str:
     """The fingerprint of a platform's items: their keys in item order (an ID model's rows are these items)."""
-    keys = pl.read_parquet(Path(proc) / "catalog.parquet", columns=["item", "key"]).sort("item")["key"].to_list()
+    keys = pl.read_parquet(Path(proc) / CATALOG, columns=["item", "key"]).sort("item")["key"].to_list()
     return hashlib.sha256("\n".join(map(str, keys)).encode()).hexdigest()[:16]
 
 

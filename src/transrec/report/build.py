@@ -28,6 +28,7 @@ matplotlib.use("Agg")  # no display: write PNGs
 import matplotlib.pyplot as plt  # noqa: E402
 
 from transrec.atomic import atomic_path, write_json  # noqa: E402
+from transrec.paths import TRAIN_LOG  # noqa: E402
 from transrec.report import results as R  # noqa: E402
 from transrec.transfer_settings import REGISTRY  # noqa: E402
 
@@ -149,7 +150,7 @@ def validation_curves(models_dir: Path, platform: str, path: Path, metric: str =
     """Validation metric vs optimiser step of every trained run of a platform (from its train_log.json);
     False when the platform has no trained run."""
     logs = []
-    for log_path in sorted((models_dir / platform).glob("*/train_log.json")):
+    for log_path in sorted((models_dir / platform).glob(f"*/{TRAIN_LOG}")):
         log = json.loads(log_path.read_text())
         if log.get("evaluations"):
             logs.append((log_path.parent.name, log))
@@ -249,12 +250,14 @@ def log_to_wandb(params: dict, out: dict) -> str | None:
 README_FIGURES = ("heatmap.png", "scaling_target.png", "scaling_source.png")  # + validation_<scaling target>
 
 
-def update_readme(readme: Path, results_dir: Path, out: dict, block: str = "results") -> list[Path]:
-    """Replace the README block between the `<!-- BLOCK:begin -->` / `<!-- BLOCK:end -->` markers with this
-    report: the make-run wall time (<results>/make_run.json, written by `make run`), the tables, and the
-    scaling plots copied to docs/figures/ next to the README (prefixed with the block's name unless it is
-    the default study's `results`). Returns the copied figures."""
+def update_readme(readme: Path, results_dir: Path, out: dict, block: str = "results",
+                  figures_dir: Path = Path("docs/figures")) -> list[Path]:
+    """Replace the block between the `<!-- BLOCK:begin -->` / `<!-- BLOCK:end -->` markers of a markdown file
+    (README.md, docs/results.md) with this report: the make-run wall time (<results>/make_run.json, written
+    by `make run`), the tables, and the scaling plots copied to figures_dir (prefixed with the block's name
+    unless it is the default study's `results`), linked relative to the file. Returns the copied figures."""
     import json
+    import os
     import shutil
 
     from transrec.errors import TransrecError
@@ -276,11 +279,12 @@ def update_readme(readme: Path, results_dir: Path, out: dict, block: str = "resu
         src = results_dir / "report" / "plots" / name
         if src.is_file():
             target = name if block == "results" else f"{block}_{name}"
-            dst = readme.parent / "docs" / "figures" / target
+            dst = Path(figures_dir) / target
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
             figures.append(dst)
-            lines += [f"![{target[:-4]}](docs/figures/{target})", ""]
+            link = Path(os.path.relpath(dst.resolve(), readme.resolve().parent)).as_posix()
+            lines += [f"![{target[:-4]}]({link})", ""]
     replace_block(readme, block, "\n".join(lines[1:]))
     return figures
 

@@ -50,7 +50,7 @@ from transrec.model import card, lora
 from transrec.model import checkpoint as ckpt
 from transrec.model.build import build_model
 from transrec.model.recommender import Recommender
-from transrec.paths import MODEL_CONFIG, MODEL_DIR, MODEL_WEIGHTS, RESUME, metrics_file, processed_dir
+from transrec.paths import MODEL_CONFIG, MODEL_DIR, MODEL_WEIGHTS, RESUME, SPLIT, TRAIN_LOG, metrics_file, processed_dir
 from transrec.runtime import Runtime, mean_over_ranks, rank0_flag, setup, teardown
 from transrec.tensor_file import load_tree, save_tree
 from transrec.train.config import TrainConfig
@@ -148,7 +148,7 @@ def run(params: dict, spec: RunSpec, restart: bool = False, progress: bool = Tru
     the metrics JSON. A complete run returns its log at once; an interrupted one resumes from its resume file."""
     r = prepare(params, spec)
     if resume(r, restart):
-        return json.loads((r.out / "train_log.json").read_text())
+        return json.loads((r.out / TRAIN_LOG).read_text())
     r.tracker = open_tracker(r)
     if spec.train:
         fit(r, progress)
@@ -177,7 +177,7 @@ def prepare(params: dict, spec: RunSpec) -> Run:
                               "spec": [spec.platform, spec.name, spec.kind, spec.freeze_items, spec.train],
                               "lora": params["transfer"]["lora"] if spec.adapters else None,
                               "init": frozen_cache.file_hash(Path(spec.init_from) / MODEL_WEIGHTS) if spec.init_from else None,
-                              "split": frozen_cache.file_hash(data.proc / "split.parquet"), "world": rt.world})
+                              "split": frozen_cache.file_hash(data.proc / SPLIT), "world": rt.world})
     optimizer = None
     if spec.train:
         optimizer = adamw(model.param_groups(tcfg.lr, tcfg.encoder_lr, tcfg.weight_decay), rt.device)
@@ -190,7 +190,7 @@ def prepare(params: dict, spec: RunSpec) -> Run:
 def resume(r: Run, restart: bool = False) -> bool:
     """Pick up the run's resume file (unless restart): True when the run is already complete (nothing to do);
     an interrupted run of the same configuration continues from its last evaluation."""
-    resume_path, log_path = r.out / RESUME, r.out / "train_log.json"
+    resume_path, log_path = r.out / RESUME, r.out / TRAIN_LOG
     if resume_path.is_file() and r.spec.train and not restart:
         last, _ = load_tree(resume_path)
         if last.get("fingerprint") != r.fingerprint:
@@ -348,7 +348,7 @@ def write_log(r: Run, complete: bool, extra: dict | None = None) -> dict:
            "load_report": r.load_report,
            "image_weights": r.model.items.image.load_report if spec.kind == "content" else None,
            "wandb_run_dir": r.tracker.run_dir, **(extra or {})}
-    write_json(r.out / "train_log.json", doc)
+    write_json(r.out / TRAIN_LOG, doc)
     return doc
 
 
