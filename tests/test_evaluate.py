@@ -8,6 +8,8 @@ import yaml
 
 from transrec.cli import main
 from transrec.evaluate.document import read_run
+from transrec.evaluate.metrics import metrics_from_ranks
+from transrec.evaluate.per_user import read_ranks
 from transrec.model import checkpoint as ckpt
 from transrec.tiny import with_results
 
@@ -54,6 +56,14 @@ def test_every_step_succeeds_and_writes_its_outputs(study):
         assert doc["protocol"]["ties"] == "pessimistic" and doc["protocol"]["mask_history"] is True
         assert doc["counts"]["users"] > 0
         assert doc["counts"]["items_ranked"] + doc["counts"]["dropped_items"] == doc["counts"]["items"]
+        # the per-user ranks in run info give back the test metrics; the cold-item buckets hold every user once
+        ranks = read_ranks(doc["test_ranks"], setting)
+        assert len(ranks) == doc["counts"]["users"]
+        assert metrics_from_ranks(ranks, doc["protocol"]["ks"]) == pytest.approx(doc["test"], abs=1e-6)
+        assert sum(b["users"] for b in doc["cold_items"].values()) == doc["counts"]["users"]
+        assert all(b["ndcg@10"] <= b["hr@10"] for b in doc["cold_items"].values() if b["users"])
+    # every run of a platform ranks the same test users in the same order: what the report pairs
+    assert len({read_run(params, "tgt", s)["test_ranks"]["targets_sha256"] for s in (*SETTINGS, "popularity")}) == 1
     assert read_run(params, "src", "pretrain")["setting"] == "pretrain"
 
 

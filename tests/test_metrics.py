@@ -1,4 +1,5 @@
 """Metric functions against hand-computed values; history masking, dropped items and pessimistic ties."""
+import json
 import math
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 import torch
 
 from transrec.data.platform import DROPPED, IMAGE, TEXT, PlatformData, Sequences
+from transrec.errors import TransrecError
 from transrec.evaluate.metrics import metrics_from_ranks, ndcg_at, pessimistic_ranks
 from transrec.evaluate.ranking import popularity_scorer, rank_split
 
@@ -78,3 +80,51 @@ def test_popularity_ties_are_pessimistic():
     # user0: target 0 (count 0) ties with items 2 and 4, below 1 and 3 -> rank 4 (not 2).
     # user1: target 4 (count 0) ties with 0 and 2 -> rank 4 as well.
     assert out["metrics"]["mrr"] == pytest.approx(1 / 5)
+
+
+def test_per_user_values_average_to_the_metrics():
+    from transrec.evaluate.metrics import per_user
+
+    ranks = np.array([0, 2, 9, 10, 250])
+    ks = [1, 10, 20]
+    for name, value in metrics_from_ranks(ranks, ks).items():
+        assert per_user(ranks, name).mean() == pytest.approx(value)
+    assert per_user(ranks, "ndcg@10").tolist() == pytest.approx([1.0, 0.5, 1 / math.log2(11), 0.0, 0.0])
+    with pytest.raises(ValueError, match="unknown metric 'recall@10'"):
+        per_user(ranks, "recall@10")
+
+
+def test_cold_items_split_test_users_by_the_training_count_of_their_target(tmp_path):
+    """4 users over items 0-4 (5 dropped). Training sequences: item 0 occurs 5 times, items 1 and 3 twice, items
+    2 and 4 never. Test targets 0, 2, 1, 4 -> buckets 5+, 0, 1-4, 0. With fixed scores falling with the item
+    index and no history mask, a target's rank is its item index: ranks 0, 2, 1, 4."""
+    from transrec.evaluate.document import metrics_document, read_run, write_run
+    from transrec.evaluate.per_user import read_ranks
+
+    d = _stub()
+    d.train = Sequences(np.array([0, 3, 6, 8, 9]), np.array([0, 1, 0, 0, 1, 0, 0, 3, 3]))
+    d.valid, d.test = np.array([3, 2, 4, 1]), np.array([0, 2, 1, 4])
+    scorer = fixed([5, 4, 3, 2, 1, 10])
+    valid, test = (rank_split(d, split, scorer, [1, 3], mask_history=False, max_len=4, progress=False)
+                   for split in ("valid", "test"))
+    assert test["ranks"].tolist() == [0, 2, 1, 4]
+    doc = metrics_document(d, "stub", "popularity", valid, test, {"mask_history": False}, [1, 3], 4, 0.0)
+    cold = doc["cold_items"]
+    assert list(cold) == ["0", "1-4", "5+"] and [b["users"] for b in cold.values()] == [2, 1, 1]
+    # bucket 0: users 1 and 3, ranks 2 and 4
+    assert cold["0"] == {"users": 2, "hr@1": 0.0, "hr@3": 0.5, "ndcg@1": 0.0, "ndcg@3": 0.25,
+                         "mrr": pytest.approx((1 / 3 + 1 / 5) / 2, abs=1e-6)}
+    assert cold["1-4"] == {"users": 1, "hr@1": 0.0, "hr@3": 1.0, "ndcg@1": 0.0, "ndcg@3": 0.63093, "mrr": 0.5}
+    assert cold["5+"] == {"users": 1, "hr@1": 1.0, "hr@3": 1.0, "ndcg@1": 1.0, "ndcg@3": 1.0, "mrr": 1.0}
+    # run info keeps the split and the ranks; the DVC metrics file stays numbers only
+    params = {"paths": {"results": str(tmp_path)}}
+    write_run(params, doc)
+    assert set(json.loads((tmp_path / "metrics" / "stub" / "popularity.json").read_text())) == {"test", "valid", "wall_s"}
+    back = read_run(params, "stub", "popularity")
+    assert back["cold_items"] == cold and back["test_ranks"]["ranks"] == "0 2 1 4"
+    assert read_ranks(back["test_ranks"], "x").tolist() == [0, 2, 1, 4]
+    d.test = np.array([0, 2, 1, 3])  # another split: same users, another test item
+    other = metrics_document(d, "stub", "popularity", valid, test, {"mask_history": False}, [1, 3], 4, 0.0)
+    assert other["test_ranks"]["targets_sha256"] != doc["test_ranks"]["targets_sha256"]
+    with pytest.raises(TransrecError, match="x: test_ranks holds 4 ranks for 5 users"):
+        read_ranks({**back["test_ranks"], "users": 5}, "x")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from transrec.cli import main
+from transrec.evaluate.document import read_run
 from transrec.model import checkpoint as ckpt
 from transrec.model.config import ModelConfig
 from transrec.model.recommender import Recommender
@@ -129,6 +130,10 @@ def test_wandb_offline_run_reads_back(world, tmp_path, monkeypatch):
     assert [h["valid/ndcg@10"] for h in epochs] == pytest.approx([e["valid"]["ndcg@10"] for e in log["evaluations"]])
     assert back["summary"]["test/hr@10"] == pytest.approx(log["test"]["hr@10"])
     assert back["summary"]["best_epoch"] == log["best_epoch"]
+    info = read_run(params, "tgt", "id")  # the cold-item split, as the run info has it
+    cold = info["cold_items"]
+    assert all(back["summary"][f"test_seen{b}/{k}"] == pytest.approx(v) for b in cold for k, v in cold[b].items())
+    assert sum(back["summary"][f"test_seen{b}/users"] for b in ("0", "1-4", "5+")) == info["counts"]["users"]
     tables = [h for h in back["history"] if "sample_recommendations/_type" in h]  # W&B flattens keys
     assert len(tables) == 1 and tables[0]["sample_recommendations/_type"] == "table-file"
     assert tables[0]["sample_recommendations/nrows"] == 4 * 5  # 4 users x top 5

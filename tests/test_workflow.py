@@ -164,6 +164,16 @@ def test_snakemake_and_dvc_build_the_same_outputs_and_rerun_nothing(front_ends):
             assert float(rows[("tgt", setting)]["ndcg@10"]) == pytest.approx(sum(values) / len(values))
             assert int(rows[("tgt", setting)]["seeds"]) == len(values) == (2 if setting == "scratch" else 1)
         assert (work / "results/report/plots/bars_tgt.png").is_file()
+        # every gain has its paired interval (scratch over its two seeds), every run its cold-item split
+        gains = {g["base"]: g for g in csv.DictReader((work / "results/report/gains.csv").open())
+                 if float(g["target_share"]) == 1.0}
+        assert {"scratch", "id", "popularity"} <= set(gains) and gains["scratch"]["seeds_base"] == "2"
+        for g in gains.values():
+            assert float(g["ndcg@10_low"]) <= float(g["ndcg@10_high"])
+            assert g["ndcg@10_within_noise"] == str(float(g["ndcg@10_low"]) <= 0 <= float(g["ndcg@10_high"]))
+        for setting in [*settings, "popularity", *scaled]:
+            info = json.loads((work / "results/run_info/tgt" / f"{setting}.json").read_text())
+            assert sum(b["users"] for b in info["cold_items"].values()) == info["counts"]["users"]
     for setting in [*settings, "popularity", *scaled]:
         ma = json.loads((snake / "results/metrics/tgt" / f"{setting}.json").read_text())["test"]
         mb = json.loads((dvc / "results/metrics/tgt" / f"{setting}.json").read_text())["test"]

@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--workers", type=int, default=0, help="decoding processes (default: CPUs, max 8)")
         p.set_defaults(func=lambda a, s=step: _platform_step(a, s))
     p = sub.add_parser("report", parents=[common], help="tables, transfer gains and plots from every metrics file")
-    p.add_argument("--readme", default=None, help="also fill this markdown file's block: results for params.yaml, else the profile's name (make readme)")
+    p.add_argument("--readme", default=None, help="also fill this markdown file's block (`results` for params.yaml, "
+                   "else the profile's name; make readme)")
     p.set_defaults(func=_report)
     p = sub.add_parser("readme-block", help="fill a README block (<!-- NAME:begin/end -->) with stdin (make readme)")
     p.add_argument("block", help="the block's name")

@@ -6,7 +6,8 @@
     <results>/models/<platform>/<run>/           model/ (the model folder), resume.safetensors, train_log.json
     <results>/models/<platform>/<run>/model/     model.safetensors, config.json, README.md (transrec.model.checkpoint)
     <results>/metrics/<platform>/<run>.json      one per evaluated run: test and valid metrics only (DVC metrics)
-    <results>/run_info/<platform>/<run>.json     the same run's counts, protocol, checkpoint, W&B folder
+    <results>/run_info/<platform>/<run>.json     the same run's counts, protocol, checkpoint, W&B folder, cold-item
+                                                 split and per-user test ranks (transrec.evaluate.per_user)
     <results>/recommendations/<platform>/<run>.parquet   transrec export: every user's top-K
     <results>/report/                            tables, plots, summary.json
 Every step, the job table (transrec.jobs) and so both front ends build paths here.
@@ -77,7 +78,8 @@ def metrics_file(params: dict, platform: str, run: str) -> Path:
 
 
 def run_info_file(params: dict, platform: str, run: str) -> Path:
-    """What a run's metrics file does not hold: counts, protocol, checkpoint, W&B folder (not a DVC metric)."""
+    """What a run's metrics file does not hold: counts, protocol, checkpoint, W&B folder, the cold-item split and
+    every test user's rank (not a DVC metric)."""
     return Path(params["paths"]["results"]) / "run_info" / platform / f"{run}.json"
 
 

@@ -3,7 +3,10 @@
 re-evaluation), so the two are the same:
     {paths.results}/metrics/<platform>/<run>.json   test and valid metrics and wall time: numbers only, what
                                                     DVC shows as metrics (`dvc metrics show` reads as a table)
-    {paths.results}/run_info/<platform>/<run>.json  everything else: counts, protocol, checkpoint, W&B folder
+    {paths.results}/run_info/<platform>/<run>.json  everything else: counts, protocol, checkpoint, W&B folder,
+                                                    the test metrics by the test item's training count
+                                                    (cold_items) and every test user's rank (test_ranks,
+                                                    last: one long line), transrec.evaluate.per_user
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import time
 
 from transrec.atomic import write_json
 from transrec.data.platform import PlatformData
+from transrec.evaluate.per_user import cold_items, ranks_record, train_counts
 from transrec.paths import metrics_file, run_info_file
 
 METRIC_KEYS = ("test", "valid", "wall_s")
@@ -27,7 +31,8 @@ def metrics_document(data: PlatformData, platform: str, run: str, valid: dict, t
                        "masked_history_items_valid": valid["masked_history_items"]},
             "protocol": {"split": "leave-one-out", "ranking": "full catalogue", "ties": "pessimistic",
                          "mask_history": ecfg["mask_history"], "ks": ks, "max_len": max_len},
-            **info, "wall_s": round(time.time() - start, 2)}
+            "cold_items": cold_items(train_counts(data), data.test, test["ranks"], ks),
+            **info, "wall_s": round(time.time() - start, 2), "test_ranks": ranks_record(data.test, test["ranks"])}
 
 
 def write_run(params: dict, doc: dict) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -43,6 +44,19 @@ def metrics_from_ranks(ranks, ks: list[int]) -> dict[str, float]:
     ranks = torch.as_tensor(ranks)
     sums = metric_sums(ranks, ks)
     return {k: v / max(1, len(ranks)) for k, v in sums.items()}
+
+
+def per_user(ranks, metric: str) -> np.ndarray:
+    """One value per user of `metric` (hr@k, ndcg@k or mrr): what metrics_from_ranks averages. Paired
+    comparisons between runs (transrec.report.intervals) resample these."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    name, _, k = metric.partition("@")
+    if metric == "mrr":
+        return 1.0 / (ranks + 1)
+    if name in ("hr", "ndcg") and k.isdigit():
+        hit = ranks < int(k)
+        return hit.astype(np.float64) if name == "hr" else np.where(hit, 1.0 / np.log2(ranks + 2), 0.0)
+    raise ValueError(f"unknown metric '{metric}'")
 
 
 def ndcg_at(rank: int, k: int) -> float:

@@ -21,9 +21,12 @@ Scorer = Callable[[torch.Tensor], torch.Tensor]
 
 def rank_split(data: PlatformData, split: str, scorer: Scorer, ks: list[int], mask_history: bool = True,
                chunk: int = 1024, max_len: int = 20, device="cpu", progress: bool = True) -> dict:
+    """{"metrics", "users", "items_ranked", "masked_history_items", "ranks"}: ranks holds every user's
+    pessimistic rank in the platform's user order (int64 [users])."""
     histories, targets, seen = data.contexts(split, max_len)
     dropped = torch.from_numpy(data.modality == DROPPED).to(device)
     sums: dict[str, float] = {}
+    ranks = []  # per user, in user order: what paired comparisons and the cold-item split need
     masked = 0
     n = len(targets)
     for s in tqdm(range(0, n, chunk), desc=f"rank {data.name} {split}", unit="chunk", disable=not progress,
@@ -41,12 +44,14 @@ def rank_split(data: PlatformData, split: str, scorer: Scorer, ks: list[int], ma
             rows, cols = torch.from_numpy(rows[keep]).to(device), torch.from_numpy(cols[keep]).to(device)
             scores[rows, cols] = float("-inf")
             masked += len(rows)
-        for key, value in metric_sums(pessimistic_ranks(scores, target), ks).items():
+        chunk_ranks = pessimistic_ranks(scores, target)
+        ranks.append(chunk_ranks.cpu().numpy())
+        for key, value in metric_sums(chunk_ranks, ks).items():
             sums[key] = sums.get(key, 0.0) + value
         del scores  # before the next chunk's scores exist: one score matrix alive at a time
     metrics = {key: round(value / max(1, n), 6) for key, value in sums.items()}
     return {"metrics": metrics, "users": int(n), "items_ranked": int(len(data.pool)),
-            "masked_history_items": int(masked)}
+            "masked_history_items": int(masked), "ranks": np.concatenate(ranks) if ranks else np.zeros(0, np.int64)}
 
 
 def model_scorer(model, device="cpu") -> Scorer:

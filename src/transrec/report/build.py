@@ -1,8 +1,12 @@
 """`transrec report`: tables (markdown + CSV), transfer gains, PNG plots, all from the metrics JSONs.
 
 Writes to {paths.results}/report/:
-    results.csv, results.md     every platform x setting of the main point (mean, and std over seeds)
-    gains.csv                   finetune over scratch per target (absolute and relative)
+    results.csv, results.md     every platform x setting of the main point (mean, and std over seeds), with
+                                the test metrics by how often the test item occurs in training (0, 1-4,
+                                5+ times: users_seen<b>, <metric>_seen<b>); results.md also holds the gains
+    gains.csv                   finetune over scratch, id and popularity per target, at the main point and
+                                every target share: absolute and relative, with the 95% paired bootstrap
+                                interval over test users and seeds (<metric>_low/_high, within_noise)
     scaling_source.csv          NDCG@10 against the share of source users used for pre-training (long:
                                 platform, setting, fraction, mean, std, seeds)
     scaling_target.csv          NDCG@10 against the share of target users trained on (long)
@@ -28,8 +32,10 @@ matplotlib.use("Agg")  # no display: write PNGs
 import matplotlib.pyplot as plt  # noqa: E402
 
 from transrec.atomic import atomic_path, write_json  # noqa: E402
+from transrec.evaluate.per_user import SEEN_BUCKETS  # noqa: E402
 from transrec.paths import TRAIN_LOG  # noqa: E402
 from transrec.report import results as R  # noqa: E402
+from transrec.report.intervals import RESAMPLES  # noqa: E402
 from transrec.transfer_settings import REGISTRY  # noqa: E402
 
 
@@ -74,18 +80,60 @@ def markdown_table(rows: list[dict], metrics: list[str]) -> str:
     return out.getvalue()
 
 
+def _gain_cell(row: dict, metric: str) -> str:
+    rel = row[f"{metric}_gain_rel"]
+    text = f"{row[f'{metric}_gain']:+.4f}" + ("" if math.isnan(rel) else f" ({rel:+.0%})")
+    if row[f"{metric}_low"] is None:
+        return text + " [n/a]"
+    return (text + f" [{row[f'{metric}_low']:+.4f}, {row[f'{metric}_high']:+.4f}]"
+            + (" within noise" if row[f"{metric}_within_noise"] else ""))
+
+
 def gains_markdown(rows: list[dict]) -> str:
     out = io.StringIO()
-    out.write("| target | HR@10 scratch | HR@10 finetune | gain | NDCG@10 scratch | NDCG@10 finetune | gain |\n")
-    out.write("|---|---|---|---|---|---|---|\n")
+    out.write("Gain [95% paired bootstrap interval over the test users, and over the seeds where a setting has "
+              f"replicates; {RESAMPLES} resamples]; *within noise* where the interval covers 0.\n\n")
+    out.write("| target | target users | finetune over | HR@10 base | HR@10 finetune | HR@10 gain | NDCG@10 base "
+              "| NDCG@10 finetune | NDCG@10 gain |\n")
+    out.write("|---|---|---|---|---|---|---|---|---|\n")
     for r in rows:
         cells = []
         for m in R.HEADLINE:
-            rel = r[f"{m}_gain_rel"]
-            rel_txt = "" if math.isnan(rel) else f" ({rel:+.0%})"
-            cells += [f"{r[f'{m}_scratch']:.4f}", f"{r[f'{m}_finetune']:.4f}", f"{r[f'{m}_gain']:+.4f}{rel_txt}"]
-        out.write(f"| {r['platform']} | " + " | ".join(cells) + " |\n")
+            cells += [f"{r[f'{m}_base']:.4f}", f"{r[f'{m}_over']:.4f}", _gain_cell(r, m)]
+        out.write(f"| {r['platform']} | {r['target_share']:.0%} | {r['base']} | " + " | ".join(cells) + " |\n")
+    if any(r[f"{m}_low"] is None for r in rows for m in R.HEADLINE):
+        out.write("\nn/a: a run of that comparison has no per-user test ranks in its run_info file (evaluated before "
+                  "they were kept); rerun its evaluate step for the interval.\n")
     return out.getvalue()
+
+
+def cold_markdown(rows: list[dict]) -> str:
+    """Test HR@10 / NDCG@10 by how often the test item occurs in the training sequences; '' when no run has
+    the split (a results folder from before it was kept)."""
+    names = [name for name, _, _ in SEEN_BUCKETS]
+    shown = [r for r in rows if r[f"users_seen{names[0]}"] is not None]
+    if not shown:
+        return ""
+    out = io.StringIO()
+    out.write("Test users grouped by how often their test item occurs in the training sequences (0, 1-4, 5+ "
+              "times); mean over seeds, - where a bucket has no user.\n\n")
+    out.write("| platform | setting | users " + " / ".join(names) + " | "
+              + " | ".join(f"{m.upper()} {b}×" for m in R.HEADLINE for b in names) + " |\n")
+    out.write("|---|---|---|" + "---|" * len(R.HEADLINE) * len(names) + "\n")
+    for r in shown:
+        values = [r[f"{m}_seen{b}"] for m in R.HEADLINE for b in names]
+        out.write(f"| {r['platform']} | {r['setting']} | " + " / ".join(str(r[f"users_seen{b}"]) for b in names)
+                  + " | " + " | ".join("-" if v is None else f"{v:.4f}" for v in values) + " |\n")
+    if len(shown) < len(rows):
+        out.write(f"\n{len(rows) - len(shown)} row(s) left out: evaluated before the split was kept (rerun their "
+                  "evaluate step).\n")
+    return out.getvalue()
+
+
+def gain_key(row: dict) -> str:
+    """'t1/finetune-scratch', or 't1/finetune-scratch@tgt0.1' at a share of the target users."""
+    share = "" if row["target_share"] == 1.0 else f"@tgt{row['target_share']:g}"
+    return f"{row['platform']}/{row['over']}-{row['base']}{share}"
 
 
 def _save(fig, path: Path) -> None:
@@ -194,12 +242,15 @@ def build(results_dir: Path, ks: list[int], scaling_target: str | None = None) -
     out = results_dir / "report"
     rows = R.main_table(cells, metric_names(ks))
     write_csv(out / "results.csv", rows)
-    gain_rows = R.gains(rows)
+    gain_rows = R.gains(cells)
     write_csv(out / "gains.csv", gain_rows)
     md = ("## Results (test, leave-one-out, full ranking)\n\n"
           + markdown_table(rows, table_columns(ks)))
     if gain_rows:
-        md += "\n## Transfer gain: finetune over scratch\n\n" + gains_markdown(gain_rows)
+        md += "\n## Transfer gain: finetune over scratch, id and popularity\n\n" + gains_markdown(gain_rows)
+    cold = cold_markdown(rows)
+    if cold:
+        md += "\n## Cold items: test metrics by the test item's training count\n\n" + cold
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text(md)
     plots = [out / "plots" / "heatmap.png"]
@@ -222,7 +273,11 @@ def build(results_dir: Path, ks: list[int], scaling_target: str | None = None) -
         curves[name] = len(points)
     summary = {
         "results": {f"{r['platform']}/{r['setting']}": {m: round(r[m], 6) for m in R.HEADLINE} for r in rows},
-        "gains": {r["platform"]: {f"{m}_gain": round(r[f"{m}_gain"], 6) for m in R.HEADLINE} for r in gain_rows},
+        "gains": {gain_key(r): {f"{m}_{part}": None if r[f"{m}_{part}"] is None else round(r[f"{m}_{part}"], 6)
+                                for m in R.HEADLINE for part in ("gain", "low", "high")} for r in gain_rows},
+        "cold_items": {f"{r['platform']}/{r['setting']}": {
+            name: {"users": r[f"users_seen{name}"], **{m: r[f"{m}_seen{name}"] for m in R.HEADLINE}}
+            for name, _, _ in SEEN_BUCKETS} for r in rows if r[f"users_seen{SEEN_BUCKETS[0][0]}"] is not None},
         "scaling_points": curves,
         "plots": [p.name for p in plots],
     }
@@ -232,7 +287,9 @@ def build(results_dir: Path, ks: list[int], scaling_target: str | None = None) -
 
 
 def log_to_wandb(params: dict, out: dict) -> str | None:
-    """One W&B run (job_type report) in the study's group: the tables as wandb.Table, the plots as images."""
+    """One W&B run (job_type report) in the study's group: the tables as wandb.Table, the plots as images, the
+    headline means and each gain with its interval (summary.json's numbers) as summary. The gains go under
+    gain/: a summary key under gains/ would collide with the gains table's own keys."""
     from transrec.train.tracking import Tracker
 
     tracker = Tracker(params, "report", "report", ["report"], {"study": params.get("study", {})})
@@ -242,6 +299,8 @@ def log_to_wandb(params: dict, out: dict) -> str | None:
         tracker.table(name, points)
     tracker.images({f"plots/{p.stem}": p for p in out["plots"]})
     tracker.summary({f"{key}/{m}": v for key, row in out["summary"]["results"].items() for m, v in row.items()})
+    tracker.summary({f"gain/{key}/{name}": v for key, row in out["summary"]["gains"].items()
+                     for name, v in row.items() if v is not None})
     run_dir = tracker.run_dir
     tracker.finish()
     return run_dir

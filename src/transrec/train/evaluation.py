@@ -14,6 +14,7 @@ from transrec import params as P
 from transrec.data.platform import PlatformData
 from transrec.errors import TransrecError
 from transrec.evaluate.document import metrics_document, write_run
+from transrec.evaluate.per_user import cold_summary
 from transrec.evaluate.ranking import model_scorer, popularity_scorer, rank_split
 from transrec.model.build import load_trained
 from transrec.paths import MODEL_CONFIG, model_dir, processed_dir
@@ -54,7 +55,8 @@ def evaluate(params: dict, platform: str, run: str, progress: bool = True) -> di
                       {"platform": platform, "setting": setting, "run": run, "variant": point.name or "main",
                        "evaluate": ecfg, **info})
     tracker.summary({**{f"test/{k}": v for k, v in test["metrics"].items()},
-                     **{f"valid/{k}": v for k, v in valid["metrics"].items()}, "users": test["users"]})
+                     **{f"valid/{k}": v for k, v in valid["metrics"].items()}, "users": test["users"],
+                     **cold_summary(doc["cold_items"])})
     tracker.finish()
     doc["wandb_run_dir"] = tracker.run_dir
     write_run(params, doc)

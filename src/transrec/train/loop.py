@@ -44,6 +44,7 @@ from transrec import __version__
 from transrec.atomic import write_json
 from transrec.data.platform import PlatformData
 from transrec.evaluate.document import metrics_document, write_run
+from transrec.evaluate.per_user import cold_summary
 from transrec.evaluate.ranking import model_scorer, rank_split
 from transrec.model import cache as frozen_cache
 from transrec.model import card, lora
@@ -383,7 +384,8 @@ def finish(r: Run, progress: bool = True) -> dict:
     r.tracker.summary({**{f"test/{k}": v for k, v in test["metrics"].items()},
                        **{f"best_valid/{k}": v for k, v in valid["metrics"].items()},
                        "best_step": state["best_step"], "best_epoch": state["best_epoch"],
-                       "steps": state["step"], "evaluations": len(state["log"])})
+                       "steps": state["step"], "evaluations": len(state["log"]),
+                       **cold_summary(document["cold_items"])})
     r.tracker.log({"test/" + k: v for k, v in test["metrics"].items()})
     if r.tracker.run is not None:  # what the model recommends, for people looking at the dashboard
         from transrec.recommend import sample_recommendations

@@ -1,11 +1,12 @@
-"""Weights & Biases for every run: config, per-epoch losses and validation metrics, final test metrics.
+"""Weights & Biases for every run: config, per-epoch losses and validation metrics, final test metrics (and
+their cold-item split: test_seen<bucket>/<metric>).
 
 Mode from params (`wandb.mode`: offline | online | disabled), overridden by the WANDB_MODE
 environment variable. Offline runs land in {paths.results}/wandb/wandb/offline-run-*/ and can be
 uploaded later with `wandb sync`. group = the experiment (`wandb.group`), job_type = pretrain |
 transfer | evaluate | report, tags = platform, setting and variant. Training runs log a table of sample
 recommendations (with item images); the report run logs the results, gains and scaling tables
-(wandb.Table) and the plots.
+(wandb.Table), the plots, and each gain with its interval as summary (gain/<platform>/<over>-<base>/...).
 
 `read_offline_run` reads an offline run's .wandb file back (config, history, summary) without the
 network; the tests use it.
