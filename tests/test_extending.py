@@ -111,3 +111,29 @@ def test_the_setting_of_the_docs_is_one_record(tiny_world_params, tmp_path, monk
     assert any(not torch.equal(trained["state"][k], fresh[k]) for k in items)
     card = (models / record.name / "model" / "README.md").read_text()
     assert record.summary in card
+
+
+# ---- docs/adding-a-metric.md -------------------------------------------------------------------------
+def test_the_metric_of_the_docs_is_one_entry(tiny_world_params, tmp_path, monkeypatch):
+    from transrec.evaluate import metrics as M
+
+    (entry,) = code_blocks("adding-a-metric.md")
+    name, expression = re.fullmatch(r'"(\w+)": (lambda .*),\s*', entry).groups()
+    monkeypatch.setitem(M.AT_K, name, eval(expression, {"torch": torch}))
+
+    ranks = [0, 1, 4, 20]  # by hand: MRR@5 = (1 + 1/2 + 1/5 + 0) / 4; the whole-list MRR adds 1/21
+    got = M.metrics_from_ranks(torch.tensor(ranks), [5])
+    assert got["mrr@5"] == pytest.approx((1 + 1 / 2 + 1 / 5) / 4)
+    assert got["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 5 + 1 / 21) / 4)
+    assert M.per_user(ranks, "mrr@5").tolist() == pytest.approx([1, 1 / 2, 1 / 5, 0])
+    assert "mrr@10" in M.metric_names([5]) and "mrr" in M.metric_names([5])
+
+    params = with_results(tiny_world_params, tmp_path / "results", tmp_path / "params.yaml")
+    assert main(["evaluate", "tgt", "popularity", "--params", str(tmp_path / "params.yaml")]) == 0
+    metrics = json.loads((tmp_path / "results" / "metrics" / "tgt" / "popularity.json").read_text())
+    ks = sorted(set(params["evaluate"]["ks"]) | {10})
+    assert {f"mrr@{k}" for k in ks} <= set(metrics["test"]) and metrics["test"]["mrr@10"] <= metrics["test"]["mrr"]
+    from transrec.report.build import build
+
+    out = build(tmp_path / "results", params["evaluate"]["ks"], "tgt")
+    assert "mrr@10" in out["rows"][0]  # the report's CSV rows carry it

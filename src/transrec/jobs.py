@@ -66,6 +66,8 @@ CODE = {
     "export": ("export.py", "recommend.py", "model", "data/platform.py"),
 }
 EXPORT_K = 100  # items per user in the study's exports
+
+
 def run_pattern() -> str:
     """A transfer run name, SETTING[@VARIANT] (the Snakemake wildcard's constraint)."""
     return rf"(?:{'|'.join(transfer_settings())})(?:@[a-z0-9.\-]+)?"
@@ -210,6 +212,7 @@ def job(params: dict, step: str, **wildcards: str) -> Job:
     if step == "report":
         out = paths.report_dir(params)
         inputs = [paths.metrics_file(params, p, r) for p, r in study.evaluations(params)]
+        inputs += [paths.run_info_file(params, p, r) for p, r in study.evaluations(params)]  # ranks: intervals
         inputs += [paths.run_dir(params, p, r) / TRAIN_LOG for p, r in study.evaluations(params)
                    if r != "popularity"]  # the validation curves
         outputs = _s([*(out / f for f in [*REPORT_FILES, "summary.json"]), out / "plots"])

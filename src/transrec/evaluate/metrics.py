@@ -28,15 +28,42 @@ def pessimistic_ranks(scores: torch.Tensor, targets: torch.Tensor, block: int = 
     return counts - 1  # the target itself is >= itself
 
 
+# The metrics, by name: what one user scores from the 0-based rank of their test item (a float64 tensor).
+# Those with a cut-off are computed at every evaluate.ks (hr@10, ndcg@20), the others once (mrr). Adding a
+# metric is one entry here (docs/adding-a-metric.md): evaluation, the metrics files, the report's intervals
+# and `dvc metrics show` all take their names from these two tables.
+AT_K = {
+    "hr": lambda ranks, k: (ranks < k).double(),
+    "ndcg": lambda ranks, k: (ranks < k) / torch.log2(ranks + 2),
+}
+WHOLE = {
+    "mrr": lambda ranks: 1.0 / (ranks + 1),
+}
+
+
+def metric_names(ks: list[int]) -> list[str]:
+    """Every metric a run writes for evaluate.ks (10 is always evaluated: it is the early-stopping monitor)."""
+    ks = sorted(set(ks) | {10})
+    return [*(f"{name}@{k}" for name in AT_K for k in ks), *WHOLE]
+
+
+def per_user(ranks, metric: str) -> np.ndarray:
+    """One value per user of `metric` (e.g. hr@10, mrr): what metrics_from_ranks averages. Paired
+    comparisons between runs (transrec.report.intervals) resample these."""
+    ranks = torch.as_tensor(np.asarray(ranks), dtype=torch.float64)
+    name, _, k = metric.partition("@")
+    if not k and name in WHOLE:
+        return WHOLE[name](ranks).numpy()
+    if name in AT_K and k.isdigit():
+        return AT_K[name](ranks, int(k)).numpy()
+    raise ValueError(f"unknown metric '{metric}'")
+
+
 def metric_sums(ranks: torch.Tensor, ks: list[int]) -> dict[str, float]:
     """Sums (not means) so that chunks add up; divide by the user count at the end."""
     ranks = ranks.double()
-    out = {}
-    for k in ks:
-        hit = ranks < k
-        out[f"hr@{k}"] = float(hit.sum())
-        out[f"ndcg@{k}"] = float((hit / torch.log2(ranks + 2)).sum())
-    out["mrr"] = float((1.0 / (ranks + 1)).sum())
+    out = {f"{name}@{k}": float(value(ranks, k).sum()) for k in ks for name, value in AT_K.items()}
+    out.update({name: float(value(ranks).sum()) for name, value in WHOLE.items()})
     return out
 
 
@@ -44,19 +71,6 @@ def metrics_from_ranks(ranks, ks: list[int]) -> dict[str, float]:
     ranks = torch.as_tensor(ranks)
     sums = metric_sums(ranks, ks)
     return {k: v / max(1, len(ranks)) for k, v in sums.items()}
-
-
-def per_user(ranks, metric: str) -> np.ndarray:
-    """One value per user of `metric` (hr@k, ndcg@k or mrr): what metrics_from_ranks averages. Paired
-    comparisons between runs (transrec.report.intervals) resample these."""
-    ranks = np.asarray(ranks, dtype=np.float64)
-    name, _, k = metric.partition("@")
-    if metric == "mrr":
-        return 1.0 / (ranks + 1)
-    if name in ("hr", "ndcg") and k.isdigit():
-        hit = ranks < int(k)
-        return hit.astype(np.float64) if name == "hr" else np.where(hit, 1.0 / np.log2(ranks + 2), 0.0)
-    raise ValueError(f"unknown metric '{metric}'")
 
 
 def ndcg_at(rank: int, k: int) -> float:

@@ -32,17 +32,12 @@ matplotlib.use("Agg")  # no display: write PNGs
 import matplotlib.pyplot as plt  # noqa: E402
 
 from transrec.atomic import atomic_path, write_json  # noqa: E402
+from transrec.evaluate.metrics import metric_names  # noqa: E402
 from transrec.evaluate.per_user import SEEN_BUCKETS  # noqa: E402
 from transrec.paths import TRAIN_LOG  # noqa: E402
 from transrec.report import results as R  # noqa: E402
 from transrec.report.intervals import RESAMPLES  # noqa: E402
 from transrec.transfer_settings import REGISTRY  # noqa: E402
-
-
-def metric_names(ks: list[int]) -> list[str]:
-    """The metrics every run writes for evaluate.ks (10 is always evaluated: it is the early-stopping monitor)."""
-    ks = sorted(set(ks) | {10})
-    return [*(f"hr@{k}" for k in ks), *(f"ndcg@{k}" for k in ks), "mrr"]
 
 
 def table_columns(ks: list[int]) -> list[str]:
