@@ -52,3 +52,40 @@ def test_training_learns_and_a_broken_optimizer_step_does_not(platform, tmp_path
     broken, measured_broken = _learns(params, tmp_path / "lr0", lr=0.0, encoder_lr=0.0)
     assert not broken, measured_broken  # the negative control: the checks above are not met by chance
     print(f"trained: {measured}\nlr 0: {measured_broken}")
+
+
+def _run(params: dict, results, **train) -> dict:
+    p = with_results(params, results, train={"cache": False, "min_steps": 0, **train})
+    return run(p, transfer_spec(p, "tgt", "id"), progress=False)
+
+
+def test_a_run_says_why_it_stopped_and_where_its_best_step_lies(platform, tmp_path):
+    """train_log / the model's config / run_info carry the stop reason, the budget and the best step's share of
+    it; `still_improving` is the flag the report shows (ended at the budget, best step in its last 10%)."""
+    import json
+
+    params, _ = platform
+    budget = _run(params, tmp_path / "budget", max_steps=60, eval_every=10, patience=100)
+    record = budget["training"]
+    curve = {e["step"]: e["valid"]["ndcg@10"] for e in budget["evaluations"]}
+    assert record["stop_reason"] == "step budget" and record["steps"] == record["budget_steps"] == 60
+    assert record["best_step"] == max(curve, key=lambda s: (curve[s], -s))  # the first step with the best score
+    assert record["best_share"] == pytest.approx(record["best_step"] / 60, abs=1e-4)
+    assert record["still_improving"] == (record["best_step"] > 54)
+    info = json.loads((tmp_path / "budget" / "run_info" / "tgt" / "id.json").read_text())
+    assert info["training"] == record
+
+    early = _run(params, tmp_path / "early", max_steps=400, eval_every=5, patience=1)
+    assert early["training"]["stop_reason"] == "patience" and early["steps"] < 400
+    assert not early["training"]["still_improving"]
+
+
+def test_min_steps_stretches_the_budget_and_holds_off_early_stopping(platform, tmp_path):
+    """A run whose epochs hold fewer steps than train.min_steps trains at least that many, and patience cannot stop it
+    before them: the rule that keeps a 10% share of a small target (an epoch of one step) from stopping on noise."""
+    params, _ = platform
+    one_epoch = _run(params, tmp_path / "epoch", eval_every=5, patience=100, id={"epochs": 1})["training"]
+    assert one_epoch["stop_reason"] == "epoch budget" and one_epoch["budget_steps"] < 100
+    log = _run(params, tmp_path / "min", min_steps=100, eval_every=5, patience=1, id={"epochs": 1})
+    assert log["training"]["budget_steps"] >= 100  # whole epochs until min_steps is reached
+    assert log["steps"] >= 100  # patience 1 stops at the first evaluation without a better score, once past min_steps

@@ -217,7 +217,7 @@ def test_the_report_reads_its_metrics_from_evaluate_ks(tmp_path):
     res = tmp_path / "results"
     put(res, "t1", "scratch", 0.20, 0.10)
     out = build(res, [10])
-    assert list(out["rows"][0])[3:9] == ["hr@10", "hr@10_std", "ndcg@10", "ndcg@10_std", "mrr", "mrr_std"]
+    assert list(out["rows"][0])[4:10] == ["hr@10", "hr@10_std", "ndcg@10", "ndcg@10_std", "mrr", "mrr_std"]
     assert "| platform | setting | HR@10 | NDCG@10 | MRR |" in (res / "report" / "results.md").read_text()
     with pytest.raises(TransrecError, match=r"scratch.json has no hr@50 \(evaluate.ks asks for it\)"):
         build(res, [10, 50])
@@ -320,3 +320,22 @@ def test_every_setting_has_its_own_colour():
 
     assert {*REGISTRY} >= {"popularity", "pretrain", "scratch", "finetune", "id"}
     assert len({colour(n) for n in REGISTRY}) == len(REGISTRY)
+
+
+def test_a_run_that_ended_at_its_budget_still_improving_is_flagged(tmp_path):
+    """The run-info file's training record (transrec.train.loop.stop_record) reaches the table, its note and
+    summary.json: a point with a run still improving at its budget is marked, one stopped by patience is not."""
+    res = tmp_path / "results"
+    put(res, "t1", "scratch", 0.20, 0.10)
+    put(res, "t1", "finetune", 0.30, 0.16)
+    for name, record in (("scratch", {"stop_reason": "epoch budget", "still_improving": True, "best_share": 0.97}),
+                         ("finetune", {"stop_reason": "patience", "still_improving": False, "best_share": 0.7})):
+        path = res / "run_info" / "t1" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"training": record}))
+    out = build(res, KS)
+    text = (res / "report" / "results.md").read_text()
+    assert "| t1 | scratch † |" in text and "| t1 | finetune |" in text
+    assert "† not converged: 1 point(s) with a run that ended at its budget" in text and "(t1/scratch)" in text
+    assert out["summary"]["not_converged"] == ["t1/scratch"]
+    assert [r["not_converged"] for r in out["rows"]] == [1, 0]

@@ -14,6 +14,16 @@ from transrec.paths import MODEL_CARD, STATS
 from transrec.transfer_settings import setting
 
 
+def _stop_text(training: dict) -> str:
+    reason = training.get("stop_reason", "not trained")
+    if reason == "not trained":
+        return "not trained on this platform"
+    text = "stopped early (patience)" if reason == "patience" else f"ended at its {reason}"
+    if training.get("still_improving"):
+        text += " with its best step in the last 10% of it: still improving, not converged"
+    return text
+
+
 def _summary(name: str) -> str:
     record = setting(name)
     return record.summary if record else name
@@ -42,8 +52,7 @@ def render(config: dict, stats: dict) -> str:
                  f"{cfg['image_encoder']['name']} (images)")
     else:
         tower = f"an item-ID table of {config.get('n_items'):,} rows (this platform's items only)"
-    stop = ("stopped early (patience)" if config.get("stopped_early") else "ended at its step budget"
-            if config.get("stopped_early") is False else "not trained on this platform")
+    stop = _stop_text(config.get("training") or {})
     lines = [
         f"# transrec {kind} model: {platform} / {config['setting']}",
         "",

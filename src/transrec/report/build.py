@@ -71,8 +71,24 @@ def markdown_table(rows: list[dict], metrics: list[str]) -> str:
     out.write("| platform | setting | " + " | ".join(m.upper().replace("@", "@") for m in metrics) + " |\n")
     out.write("|---|---|" + "---|" * len(metrics) + "\n")
     for r in rows:
-        out.write(f"| {r['platform']} | {r['setting']} | " + " | ".join(_cell(r, m) for m in metrics) + " |\n")
+        mark = NOT_CONVERGED_MARK if r.get("not_converged") else ""
+        out.write(f"| {r['platform']} | {r['setting']}{mark} | " + " | ".join(_cell(r, m) for m in metrics) + " |\n")
     return out.getvalue()
+
+
+NOT_CONVERGED_MARK = " †"
+
+
+def convergence_note(rows: list[dict], curves: dict) -> str:
+    """One line under the tables: how many runs ended at their budget still improving, and which."""
+    flagged = [f"{r['platform']}/{r['setting']}" for r in rows if r.get("not_converged")]
+    flagged += [f"{r['platform']}/{r['setting']}@{'tgt' if name == 'scaling_target' else 'src'}{r['fraction']:g}"
+                for name, points in curves.items() for r in points if r.get("not_converged") and r["fraction"] != 1.0]
+    if not flagged:
+        return ("Every trained run stopped by patience or ended at its budget with its best step before the last 10% of "
+                "it (converged by that rule).\n")
+    return (f"{NOT_CONVERGED_MARK.strip()} not converged: {len(flagged)} point(s) with a run that ended at its budget with its "
+            f"best step in the last 10% of it ({', '.join(flagged)}): more steps would likely move them.\n")
 
 
 def _gain_cell(row: dict, metric: str) -> str:
@@ -239,8 +255,9 @@ def build(results_dir: Path, ks: list[int], scaling_target: str | None = None) -
     write_csv(out / "results.csv", rows)
     gain_rows = R.gains(cells)
     write_csv(out / "gains.csv", gain_rows)
+    scaling_points = {name: R.scaling(cells, axis) for axis, name in (("src", "scaling_source"), ("tgt", "scaling_target"))}
     md = ("## Results (test, leave-one-out, full ranking)\n\n"
-          + markdown_table(rows, table_columns(ks)))
+          + markdown_table(rows, table_columns(ks)) + "\n" + convergence_note(rows, scaling_points))
     if gain_rows:
         md += "\n## Transfer gain: finetune over scratch, id and popularity\n\n" + gains_markdown(gain_rows)
     cold = cold_markdown(rows)
@@ -256,10 +273,9 @@ def build(results_dir: Path, ks: list[int], scaling_target: str | None = None) -
         plots.append(path)
         if validation_curves(results_dir / "models", platform, out / "plots" / f"validation_{platform}.png"):
             plots.append(out / "plots" / f"validation_{platform}.png")
-    curves, scaling_points = {}, {}
+    curves = {}
     for axis, name in (("src", "scaling_source"), ("tgt", "scaling_target")):
-        points = R.scaling(cells, axis)
-        scaling_points[name] = points
+        points = scaling_points[name]
         write_csv(out / f"{name}.csv", points)
         write_csv(out / f"curves_{name.split('_')[1]}.csv", wide_curves(points, scaling_target))
         if points:
@@ -274,6 +290,9 @@ def build(results_dir: Path, ks: list[int], scaling_target: str | None = None) -
             name: {"users": r[f"users_seen{name}"], **{m: r[f"{m}_seen{name}"] for m in R.HEADLINE}}
             for name, _, _ in SEEN_BUCKETS} for r in rows if r[f"users_seen{SEEN_BUCKETS[0][0]}"] is not None},
         "scaling_points": curves,
+        "not_converged": [f"{r['platform']}/{r['setting']}" for r in rows if r["not_converged"]]
+        + [f"{r['platform']}/{r['setting']}@{name}{r['fraction']:g}" for name, points in scaling_points.items()
+           for r in points if r["not_converged"] and r["fraction"] != 1.0],
         "plots": [p.name for p in plots],
     }
     write_json(out / "summary.json", summary)

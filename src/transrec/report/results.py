@@ -37,6 +37,7 @@ class Cell:
     files: list[str] = field(default_factory=list)
     ranks: list = field(default_factory=list)  # per seed: its test_ranks record (run info), or None
     cold: list = field(default_factory=list)  # per seed: its cold_items (run info), or None
+    training: list = field(default_factory=list)  # per seed: why its training stopped (run info), or None
 
     def add(self, metrics: dict, path: Path, info: dict) -> None:
         for key, value in metrics.items():
@@ -44,6 +45,12 @@ class Cell:
         self.files.append(str(path))
         self.ranks.append(info.get("test_ranks"))
         self.cold.append(info.get("cold_items"))
+        self.training.append(info.get("training"))
+
+    @property
+    def not_converged(self) -> int:
+        """Runs of this point that ended at their budget still improving (transrec.train.loop.stop_record)."""
+        return sum(bool(t and t.get("still_improving")) for t in self.training)
 
     def mean(self, key: str) -> float:
         vals = self.values[key]
@@ -107,7 +114,7 @@ def main_table(cells: dict[tuple, Cell], metrics: list[str]) -> list[dict]:
     for (platform, setting, src, tgt), cell in sorted(cells.items(), key=lambda kv: (kv[0][0], _setting_rank(kv[0][1]))):
         if src != 1.0 or tgt != 1.0:
             continue
-        row = {"platform": platform, "setting": setting, "seeds": cell.n}
+        row = {"platform": platform, "setting": setting, "seeds": cell.n, "not_converged": cell.not_converged}
         lacking = [m for m in metrics if len(cell.values.get(m, [])) != cell.n]
         if lacking:
             raise TransrecError(f"{cell.files[0]} has no {lacking[0]} (evaluate.ks asks for it): it was evaluated with "
@@ -186,7 +193,7 @@ def scaling(cells: dict[tuple, Cell], axis: str, metric: str = "ndcg@10") -> lis
         if point[other] != 1.0 or setting in ("pretrain",):
             continue
         rows.append({"platform": platform, "setting": setting, "fraction": point[axis], "seeds": cell.n,
-                     metric: cell.mean(metric), f"{metric}_std": cell.std(metric)})
+                     metric: cell.mean(metric), f"{metric}_std": cell.std(metric), "not_converged": cell.not_converged})
     # A curve needs at least two fractions of the same (platform, setting).
     fractions = defaultdict(set)
     for r in rows:

@@ -21,8 +21,9 @@ class TrainConfig:
     encoder_lr: float = 1.0e-4    # the pre-trained encoders' trainable blocks
     weight_decay: float = 0.0     # decoupled (AdamW); 0 = Adam
     batch_size: int = 64          # users per step
-    epochs: int = 60              # at most this many epochs (and at most max_steps steps)
-    patience: int = 10            # evaluations without a better validation NDCG@10 before stopping
+    epochs: int = 100             # at most this many epochs (and at most max_steps steps)
+    patience: int = 10            # evaluations without a better validation NDCG@10 before stopping ...
+    min_steps: int = 400          # ... never before this many steps (the epoch budget stretches to reach them)
     samples: str = "windows"      # windows | prefixes | last (transrec.train.data)
     max_steps: int = 0            # 0: the epochs decide
     eval_every: int = 0           # validate every this many steps; 0: at the end of every epoch

@@ -47,7 +47,8 @@ def evaluate(params: dict, platform: str, run: str, progress: bool = True) -> di
             raise TransrecError(f"{path} not found: run `{how}` first")
         model, data, payload = load_trained(params, path, platform, device)
         scorer, max_len = model_scorer(model, device), model.cfg.user_encoder.max_len
-        info = {"checkpoint": str(path), "epoch": payload.get("epoch"), "kind": payload["kind"]}
+        info = {"checkpoint": str(path), "epoch": payload.get("epoch"), "kind": payload["kind"],
+                "training": payload.get("training")}  # why its training stopped (transrec.train.loop.stop_record)
     valid = rank_split(data, "valid", scorer, ks, ecfg["mask_history"], ecfg["chunk_users"], max_len, device, progress)
     test = rank_split(data, "test", scorer, ks, ecfg["mask_history"], ecfg["chunk_users"], max_len, device, progress)
     doc = metrics_document(data, platform, run, valid, test, ecfg, ks, max_len, start, **info)

@@ -248,9 +248,12 @@ def fit(r: Run, progress: bool = True) -> None:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if rt.device.type == "cuda" else nullcontext()
     r.batches = Batches(r.data, model.cfg, tcfg.batch_size, r.seed, r.spec.user_fraction, tcfg.samples)
     base_lrs = [group["lr"] for group in r.optimizer.param_groups]
-    # The budget: epochs (their step counts vary a little with the windows' random offsets) and max_steps.
-    epochs = tcfg.epochs
-    r.plan = [r.batches.steps_per_epoch(e) for e in range(epochs)]
+    # The budget: epochs (their step counts vary a little with the windows' random offsets), stretched to
+    # at least min_steps steps (a run on a share of a small target has epochs of one step), capped by max_steps.
+    r.plan = [r.batches.steps_per_epoch(e) for e in range(tcfg.epochs)]
+    while sum(r.plan) < tcfg.min_steps and (not r.plan or r.plan[-1] > 0):
+        r.plan.append(r.batches.steps_per_epoch(len(r.plan)))
+    epochs = len(r.plan)
     r.total = min(sum(r.plan), tcfg.max_steps or sum(r.plan))
     eval_every = tcfg.eval_every  # 0: at the end of every epoch
 
@@ -307,7 +310,7 @@ def validate(r: Run, losses: list[float], t0: float, progress: bool = True) -> b
             save_best(r, step, epoch, valid["metrics"])
         else:
             state["bad"] += 1
-        stop = state["bad"] >= r.tcfg.patience
+        stop = state["bad"] >= r.tcfg.patience and step >= r.tcfg.min_steps
         position = state["epoch"] + state["epoch_step"] / max(1, r.plan[min(state["epoch"], len(r.plan) - 1)])
         entry = {"step": step, "epoch": round(position, 3), "loss": loss, "steps": len(losses), "valid": valid["metrics"],
                  "train_s": round(train_s, 2), "wall_s": round(time.time() - t0, 2)}
@@ -354,6 +357,24 @@ def write_log(r: Run, complete: bool, extra: dict | None = None) -> dict:
 
 
 # ---- finish: the best checkpoint on valid and test, the metrics file, the W&B summary ---------------
+STILL_IMPROVING = 0.9  # a run that ends at its budget with its best step past this share of it had not converged
+
+
+def stop_record(r: Run, stopped_early: bool) -> dict:
+    """Why the run stopped and where its best checkpoint lies in its budget: `still_improving` flags a run that
+    ended at its budget (not by patience) with its best step in the last 10% of it, a number that more steps
+    would likely have moved (run_info, the model's config.json, the report and W&B show it)."""
+    state, spec = r.state, r.spec
+    if not spec.train:
+        reason = "not trained"
+    elif stopped_early:
+        reason = "patience"
+    else:
+        reason = "step budget" if r.tcfg.max_steps and r.total == r.tcfg.max_steps else "epoch budget"
+    share = state["best_step"] / r.total if spec.train and r.total else None
+    return {"stop_reason": reason, "steps": state["step"], "budget_steps": r.total if spec.train else 0,
+            "best_step": state["best_step"], "best_share": None if share is None else round(share, 4),
+            "still_improving": bool(spec.train and not stopped_early and share is not None and share > STILL_IMPROVING)}
 def finish(r: Run, progress: bool = True) -> dict:
     spec, state, model = r.spec, r.state, r.model
     resume_path = r.out / RESUME
@@ -368,9 +389,11 @@ def finish(r: Run, progress: bool = True) -> dict:
     wall = round(time.time() - r.started, 2)
     state["complete"] = True
     stopped_early = spec.train and state["step"] < r.total
+    training = stop_record(r, stopped_early)
     document = metrics_document(r.data, spec.platform, spec.name, valid, test, r.params["evaluate"], r.ks,
                                 model.cfg.user_encoder.max_len, r.started, checkpoint=str(r.model_dir),
-                                epoch=state["best_epoch"], kind=spec.kind, wandb_run_dir=r.tracker.run_dir)
+                                epoch=state["best_epoch"], kind=spec.kind, wandb_run_dir=r.tracker.run_dir,
+                                training=training)
     encoders = None
     if spec.kind == "content":  # what a reader's local encoders must match (checkpoint.load_into checks)
         encoders = {"identity": ckpt.encoder_identity(model.cfg),
@@ -378,6 +401,7 @@ def finish(r: Run, progress: bool = True) -> dict:
     config = ckpt.write_config(r.model_dir, {
         "encoders": encoders, "run_fingerprint": r.fingerprint, "params_sha256": _hash_json(r.params),
         "trainable_parameters": r.trainable, "steps": state["step"], "stopped_early": stopped_early if spec.train else None,
+        "training": training,
         "metrics": {"valid": valid["metrics"], "test": test["metrics"]}, "protocol": document["protocol"],
         "init_from": str(spec.init_from) if spec.init_from else None, "transrec_version": __version__})
     card.write(r.model_dir, config, r.data.proc)
@@ -385,6 +409,7 @@ def finish(r: Run, progress: bool = True) -> dict:
                        **{f"best_valid/{k}": v for k, v in valid["metrics"].items()},
                        "best_step": state["best_step"], "best_epoch": state["best_epoch"],
                        "steps": state["step"], "evaluations": len(state["log"]),
+                       "stop_reason": training["stop_reason"], "still_improving": training["still_improving"],
                        **cold_summary(document["cold_items"])})
     r.tracker.log({"test/" + k: v for k, v in test["metrics"].items()})
     if r.tracker.run is not None:  # what the model recommends, for people looking at the dashboard
@@ -401,7 +426,7 @@ def finish(r: Run, progress: bool = True) -> dict:
         last, _ = load_tree(resume_path)
         save_tree(resume_path, {"fingerprint": last["fingerprint"], "state": {**last["state"], "complete": True}})
     result = write_log(r, True, {"valid": valid["metrics"], "test": test["metrics"], "wall_s": wall,
-                                 "stopped_early": stopped_early})
+                                 "stopped_early": stopped_early, "training": training})
     write_run(r.params, document)
     print(f"{r.name}: best step {state['best_step']} of {state['step']} (epoch {state['best_epoch']}), test hr@10 "
           f"{test['metrics']['hr@10']:.4f} ndcg@10 {test['metrics']['ndcg@10']:.4f}; {wall:.1f} s -> {r.out}")
