@@ -190,3 +190,13 @@ def test_a_thread_count_does_not_rerun_training_but_a_learning_rate_does():
     keys = jobs.job(params, "transfer", target="mixed_target", run="scratch").params
     assert "train.lr" in keys and "train.patience" in keys and "train.id" in keys and "model" in keys
     assert not {"train", "train.num_threads", "train.device", "train.loader_workers"} & set(keys)
+
+
+def test_validate_show_prints_the_whole_study_a_profile_makes(capsys):
+    """`transrec validate --show` writes the merged parameters to stdout (a params file of its own: how a profile
+    runs under DVC, which reads params.yaml) and its verdict to stderr."""
+    profile = ROOT / "profiles" / "ml100k_lora.yaml"
+    assert main(["validate", "--params", str(profile), "--show"]) == 0
+    out, err = capsys.readouterr()
+    assert yaml.safe_load(out) == P.load(profile) and "extends" not in yaml.safe_load(out)
+    assert err.startswith(f"{profile}: valid (2 platforms: ml_a, ml_b;")

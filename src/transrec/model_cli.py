@@ -10,7 +10,7 @@ def _convert(args) -> None:
     import torch
 
     from transrec import params as P
-    from transrec.errors import TransrecError
+    from transrec.errors import TransrecError, first_line
     from transrec.model import card
     from transrec.model import checkpoint as ckpt
     from transrec.paths import MODEL_CONFIG, processed_dir
@@ -23,7 +23,7 @@ def _convert(args) -> None:
     try:  # torch's restricted unpickler: tensors, dicts, lists, numbers and strings only; nothing else runs
         old = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise TransrecError(f"{source}: not converted, its pickle holds more than weights ({type(exc).__name__}: "
                             f"{first[:200]})") from None
     if not isinstance(old, dict) or old.get("format") != 1 or "kind" not in old or "state" not in old:
@@ -45,7 +45,7 @@ def _convert(args) -> None:
 def _push(args) -> None:
     from huggingface_hub import HfApi
 
-    from transrec.errors import TransrecError
+    from transrec.errors import TransrecError, first_line
     from transrec.model import checkpoint as ckpt
 
     folder = ckpt.model_folder(args.model)
@@ -56,7 +56,7 @@ def _push(args) -> None:
         info = api.upload_folder(repo_id=args.repo, folder_path=str(folder), repo_type="model",
                                  commit_message=f"transrec model folder {folder}")
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise TransrecError(f"push-model {args.repo}: {type(exc).__name__}: {first}") from None
     print(f"push-model: {folder} -> {info}; load it with --model {ckpt.HUB}{args.repo}")
 

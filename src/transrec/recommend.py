@@ -26,7 +26,7 @@ import torch
 
 from transrec.atomic import write_parquet
 from transrec.data.platform import DROPPED, MODALITY_CODES, PlatformData
-from transrec.errors import TransrecError
+from transrec.errors import TransrecError, first_line
 from transrec.model.build import load_trained
 from transrec.model.checkpoint import model_folder
 from transrec.model.items import ItemFeatures
@@ -128,7 +128,7 @@ def read_new_items(path: Path) -> pl.DataFrame:
         frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path, infer_schema_length=0)
     except Exception as exc:  # a malformed file
         raise TransrecError(f"{path}: cannot read it as {'parquet' if path.suffix == '.parquet' else 'CSV'}: "
-                            f"{str(exc).splitlines()[0]}") from None
+                            f"{first_line(exc)}") from None
     if "key" not in frame.columns:
         raise TransrecError(f"{path}: no 'key' column (columns: {', '.join(frame.columns)})")
     if not {"text", "title", "image"} & set(frame.columns):

@@ -14,7 +14,7 @@ import polars as pl
 from tqdm import tqdm
 
 from transrec.atomic import write_json, write_npy
-from transrec.errors import TransrecError
+from transrec.errors import TransrecError, first_line
 from transrec.paths import TEXT_IDS, TEXT_MASK, step_stats
 
 BATCH = 2048
@@ -46,7 +46,7 @@ def load_tokenizer(name: str):
     try:
         return AutoTokenizer.from_pretrained(path, local_files_only=not _is_hub_name(name))
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise TransrecError(f"cannot load tokenizer '{name}': {first}") from None
 
 

@@ -36,7 +36,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from transrec.atomic import atomic_path, write_json
-from transrec.errors import TransrecError
+from transrec.errors import TransrecError, first_line
 from transrec.model import lora
 from transrec.model.cache import encoder_files
 from transrec.model.config import ModelConfig
@@ -93,7 +93,7 @@ def from_hub(name: str) -> Path:
     try:
         return Path(snapshot_download(repo, revision=revision or None, repo_type="model"))
     except Exception as exc:  # no network, unknown repo, offline with nothing cached, ...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise TransrecError(f"{HUB}{name}: cannot get it from the hub ({type(exc).__name__}: {first})") from None
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from transrec.errors import TransrecError
+from transrec.errors import TransrecError, first_line
 from transrec.model.config import ImageEncoderConfig
 from transrec.model.projection import projection
 
@@ -78,7 +78,7 @@ def _torchvision_units(cfg: ImageEncoderConfig) -> tuple[list[nn.Module], dict]:
     try:
         net = builder(weights="DEFAULT" if cfg.pretrained else None)
     except Exception as exc:  # a download failure surfaces as URLError/OSError/RuntimeError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise TransrecError(f"cannot get torchvision weights for '{cfg.name}' ({first}): they are downloaded "
                             "from the network; set model.image_encoder.pretrained: false, or use "
                             f"{LITE} offline") from None

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from transrec.errors import TransrecError
+from transrec.errors import TransrecError, first_line
 from transrec.model.config import TextEncoderConfig
 from transrec.model.projection import projection
 
@@ -41,7 +41,7 @@ def load_backbone(cfg: TextEncoderConfig):
         else:
             model = AutoModel.from_config(AutoConfig.from_pretrained(path, local_files_only=local))
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         hint = "" if local else " (a hub name needs the network; give a local folder or 'minilm' offline)"
         raise TransrecError(f"cannot load text encoder '{cfg.name}': {first}{hint}") from None
     return model, path

@@ -22,7 +22,7 @@ import struct
 import threading
 from pathlib import Path
 
-from transrec.errors import TransrecError
+from transrec.errors import TransrecError, first_line
 
 MODES = ("offline", "online", "disabled")
 
@@ -69,7 +69,7 @@ class Tracker:
             self._run = wandb.init(**kwargs, settings=wandb.Settings(console="off", x_disable_stats=True, silent=True,
                                                                      disable_git=True, x_save_requirements=False))
         except Exception as exc:  # no network/credentials for online mode, a broken install, ...
-            self._error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self._error = first_line(exc)
 
     def _wait(self):
         if self._thread is not None:
