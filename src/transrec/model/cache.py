@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,15 @@ DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
 def file_hash(path: Path) -> str:
+    """sha256 of a file, computed once per process per version of it: a run checks the encoders' weight files
+    (~100 MB) and its split at every load and save, and every output here is replaced atomically (a new
+    version has a new mtime)."""
+    stat = Path(path).stat()
+    return _file_hash(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _file_hash(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import polars as pl
@@ -61,8 +62,15 @@ def model_state(model: Recommender, merge_adapters: bool = True) -> dict:
 
 
 def catalogue_hash(proc: Path) -> str:
-    """The fingerprint of a platform's items: their keys in item order (an ID model's rows are these items)."""
-    keys = pl.read_parquet(Path(proc) / CATALOG, columns=["item", "key"]).sort("item")["key"].to_list()
+    """The fingerprint of a platform's items: their keys in item order (an ID model's rows are these items).
+    Computed once per version of the catalogue file: every best checkpoint of a run records it."""
+    stat = (Path(proc) / CATALOG).stat()
+    return _catalogue_hash(str((Path(proc) / CATALOG).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _catalogue_hash(path: str, size: int, mtime_ns: int) -> str:
+    keys = pl.read_parquet(path, columns=["item", "key"]).sort("item")["key"].to_list()
     return hashlib.sha256("\n".join(map(str, keys)).encode()).hexdigest()[:16]
 
 
