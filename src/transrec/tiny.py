@@ -59,7 +59,7 @@ def tiny_params(root: str | Path, base: dict, bert: str | Path, **sections) -> d
     p["model"]["item_tower"] = "heads"  # the tiny world trains the encoders' top blocks (test_side: the side tower)
     p["model"]["text_encoder"].update({"name": str(bert), "trainable_blocks": 1})
     p["model"]["image_encoder"].update({"name": "efficientnet-lite0", "trainable_blocks": 1, "pretrained": True})
-    p["train"].update({"batch_size": 16, "epochs": 2, "patience": 2, "warmup_steps": 0, "num_threads": 1,
+    p["train"].update({"batch_size": 16, "epochs": 2, "patience": 2, "min_steps": 0, "warmup_steps": 0, "num_threads": 1,
                        "device": "cpu", "pretrain": {"epochs": 2}})
     p["evaluate"]["chunk_users"] = 16
     p["study"] = {"source": "src", "targets": ["tgt"],  # no scaling runs unless a test asks for them
