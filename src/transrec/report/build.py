@@ -79,11 +79,16 @@ def markdown_table(rows: list[dict], metrics: list[str]) -> str:
 NOT_CONVERGED_MARK = " †"
 
 
-def convergence_note(rows: list[dict], curves: dict) -> str:
-    """One line under the tables: how many runs ended at their budget still improving, and which."""
-    flagged = [f"{r['platform']}/{r['setting']}" for r in rows if r.get("not_converged")]
-    flagged += [f"{r['platform']}/{r['setting']}@{'tgt' if name == 'scaling_target' else 'src'}{r['fraction']:g}"
-                for name, points in curves.items() for r in points if r.get("not_converged") and r["fraction"] != 1.0]
+def not_converged(cells: dict) -> list[str]:
+    """Every point (platform/run, the variants' too) with a run that ended at its budget still improving."""
+    from transrec.variants import Variant, run_name
+
+    return [f"{platform}/{run_name(setting, Variant(src=src, tgt=tgt))}"
+            for (platform, setting, src, tgt), cell in sorted(cells.items()) if cell.not_converged]
+
+
+def convergence_note(flagged: list[str]) -> str:
+    """One line under the tables: how many points have a run that ended at its budget still improving."""
     if not flagged:
         return ("Every trained run stopped by patience or ended at its budget with its best step before the last 10% of "
                 "it (converged by that rule).\n")
@@ -257,7 +262,7 @@ def build(results_dir: Path, ks: list[int], scaling_target: str | None = None) -
     write_csv(out / "gains.csv", gain_rows)
     scaling_points = {name: R.scaling(cells, axis) for axis, name in (("src", "scaling_source"), ("tgt", "scaling_target"))}
     md = ("## Results (test, leave-one-out, full ranking)\n\n"
-          + markdown_table(rows, table_columns(ks)) + "\n" + convergence_note(rows, scaling_points))
+          + markdown_table(rows, table_columns(ks)) + "\n" + convergence_note(not_converged(cells)))
     if gain_rows:
         md += "\n## Transfer gain: finetune over scratch, id and popularity\n\n" + gains_markdown(gain_rows)
     cold = cold_markdown(rows)
@@ -290,9 +295,7 @@ def build(results_dir: Path, ks: list[int], scaling_target: str | None = None) -
             name: {"users": r[f"users_seen{name}"], **{m: r[f"{m}_seen{name}"] for m in R.HEADLINE}}
             for name, _, _ in SEEN_BUCKETS} for r in rows if r[f"users_seen{SEEN_BUCKETS[0][0]}"] is not None},
         "scaling_points": curves,
-        "not_converged": [f"{r['platform']}/{r['setting']}" for r in rows if r["not_converged"]]
-        + [f"{r['platform']}/{r['setting']}@{name}{r['fraction']:g}" for name, points in scaling_points.items()
-           for r in points if r["not_converged"] and r["fraction"] != 1.0],
+        "not_converged": not_converged(cells),
         "plots": [p.name for p in plots],
     }
     write_json(out / "summary.json", summary)
