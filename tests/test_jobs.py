@@ -52,7 +52,8 @@ def test_inputs_params_and_code_are_exact():
     assert "seed" in jobs.job(params, "clean", platform="source").params
     report = jobs.job(params, "report")
     n_runs = sum(j.step in ("pretrain", "transfer", "popularity") for j in jobs.jobs(params))  # evaluated runs
-    assert report.code() == ["src/transrec/report"] and len(report.inputs) == 2 * n_runs - len(params["study"]["targets"])
+    # its metrics and run-info files, and the train logs of every run but popularity (one per target)
+    assert report.code() == ["src/transrec/report"] and len(report.inputs) == 3 * n_runs - len(params["study"]["targets"])
     assert jobs.job(params, "pretrain", run="pretrain@src0.1").cmd.endswith("transrec pretrain --variant src0.1")
     exports = [j for j in jobs.jobs(params) if j.step == "export"]  # each target's finetune model, top-100
     assert len(exports) == len(params["study"]["targets"])

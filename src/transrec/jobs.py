@@ -46,8 +46,6 @@ from transrec.variants import Variant, run_name, split_run
 
 PKG = "src/transrec"
 DATA_STEPS = ("download", "clean", "resize", "tokenize", "split")
-REPORT_FILES = ("results.md", "results.csv", "gains.csv", "scaling_source.csv", "scaling_target.csv",
-                "curves_source.csv", "curves_target.csv")
 
 # The code a step runs, relative to src/transrec: a change there re-runs the step (and, through its
 # outputs, what follows). Data steps name their modules (one package holds several steps); the learning
@@ -215,7 +213,7 @@ def job(params: dict, step: str, **wildcards: str) -> Job:
         inputs += [paths.run_info_file(params, p, r) for p, r in study.evaluations(params)]  # ranks: intervals
         inputs += [paths.run_dir(params, p, r) / TRAIN_LOG for p, r in study.evaluations(params)
                    if r != "popularity"]  # the validation curves
-        outputs = _s([*(out / f for f in [*REPORT_FILES, "summary.json"]), out / "plots"])
+        outputs = _s([*(out / f for f in paths.REPORT_FILES), out / paths.PLOTS])
         return Job(step, (), "transrec report", _s(inputs), outputs, (), ("study",), folders=outputs[-1:],
                    uncached=outputs)
     raise TransrecError(f"no job step '{step}'")

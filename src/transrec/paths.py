@@ -30,6 +30,12 @@ CACHE_LAYERS_TEXT, CACHE_LAYERS_IMAGE = "layers_text.npy", "layers_image.npy"
 MODEL_DIR, MODEL_WEIGHTS, MODEL_CONFIG, MODEL_CARD = "model", "model.safetensors", "config.json", "README.md"
 RESUME = "resume.safetensors"  # a run's position, optimizer and RNG state (transrec.train.loop)
 TRAIN_LOG = "train_log.json"   # a run's evaluations, best step, load report, timings
+# the report (transrec.report.build), in <results>/report/; scaling_<axis> and curves_<axis> per axis
+RESULTS_MD, RESULTS_CSV, GAINS_CSV, SUMMARY, PLOTS = "results.md", "results.csv", "gains.csv", "summary.json", "plots"
+SCALING_AXES = ("source", "target")
+REPORT_FILES = (RESULTS_MD, RESULTS_CSV, GAINS_CSV, *(f"scaling_{a}.csv" for a in SCALING_AXES),
+                *(f"curves_{a}.csv" for a in SCALING_AXES), SUMMARY)
+MAKE_RUN = "make_run.json"     # <results>/: the wall time of the last `make run` (the Makefile writes it)
 
 
 def raw_dir(params: dict, platform: str) -> Path:

@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from transrec.atomic import atomic_path, write_json  # noqa: E402
 from transrec.evaluate.metrics import metric_names  # noqa: E402
 from transrec.evaluate.per_user import SEEN_BUCKETS  # noqa: E402
-from transrec.paths import TRAIN_LOG  # noqa: E402
+from transrec.paths import GAINS_CSV, MAKE_RUN, RESULTS_CSV, RESULTS_MD, SUMMARY, TRAIN_LOG  # noqa: E402
 from transrec.report import results as R  # noqa: E402
 from transrec.report.intervals import RESAMPLES  # noqa: E402
 from transrec.transfer_settings import REGISTRY  # noqa: E402
@@ -257,9 +257,9 @@ def build(results_dir: Path, ks: list[int], scaling_target: str | None = None) -
     cells = R.collect(results_dir / "metrics")
     out = results_dir / "report"
     rows = R.main_table(cells, metric_names(ks))
-    write_csv(out / "results.csv", rows)
+    write_csv(out / RESULTS_CSV, rows)
     gain_rows = R.gains(cells)
-    write_csv(out / "gains.csv", gain_rows)
+    write_csv(out / GAINS_CSV, gain_rows)
     scaling_points = {name: R.scaling(cells, axis) for axis, name in (("src", "scaling_source"), ("tgt", "scaling_target"))}
     md = ("## Results (test, leave-one-out, full ranking)\n\n"
           + markdown_table(rows, table_columns(ks)) + "\n" + convergence_note(not_converged(cells)))
@@ -268,7 +268,7 @@ def build(results_dir: Path, ks: list[int], scaling_target: str | None = None) -
     cold = cold_markdown(rows)
     if cold:
         md += "\n## Cold items: test metrics by the test item's training count\n\n" + cold
-    with atomic_path(out / "results.md") as tmp:
+    with atomic_path(out / RESULTS_MD) as tmp:
         tmp.write_text(md)
     plots = [out / "plots" / "heatmap.png"]
     heatmap(rows, plots[0])
@@ -298,7 +298,7 @@ def build(results_dir: Path, ks: list[int], scaling_target: str | None = None) -
         "not_converged": not_converged(cells),
         "plots": [p.name for p in plots],
     }
-    write_json(out / "summary.json", summary)
+    write_json(out / SUMMARY, summary)
     return {"rows": rows, "gains": gain_rows, "markdown": md, "plots": plots, "summary": summary,
             "scaling": scaling_points, "scaling_target": scaling_target}
 
@@ -341,7 +341,7 @@ def update_readme(readme: Path, results_dir: Path, out: dict, block: str = "resu
     README_BEGIN, README_END = f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
     if README_BEGIN not in readme.read_text() or README_END not in readme.read_text():
         raise TransrecError(f"{readme}: no '{README_BEGIN}' ... '{README_END}' block to fill")
-    run_file = results_dir / "make_run.json"
+    run_file = results_dir / MAKE_RUN
     how = "Produced by `make run`"
     if run_file.is_file():
         run = json.loads(run_file.read_text())
