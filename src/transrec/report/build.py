@@ -38,6 +38,7 @@ from transrec.paths import GAINS_CSV, MAKE_RUN, RESULTS_CSV, RESULTS_MD, SUMMARY
 from transrec.report import results as R  # noqa: E402
 from transrec.report.intervals import RESAMPLES  # noqa: E402
 from transrec.transfer_settings import REGISTRY  # noqa: E402
+from transrec.variants import Variant, run_name  # noqa: E402
 
 
 def table_columns(ks: list[int]) -> list[str]:
@@ -66,6 +67,9 @@ def _cell(row: dict, metric: str) -> str:
     return f"{mean:.4f} ± {std:.4f}" if row.get("seeds", 1) > 1 else f"{mean:.4f}"
 
 
+NOT_CONVERGED_MARK = " †"  # after a setting whose point has a run still improving at its budget
+
+
 def markdown_table(rows: list[dict], metrics: list[str]) -> str:
     out = io.StringIO()
     out.write("| platform | setting | " + " | ".join(m.upper().replace("@", "@") for m in metrics) + " |\n")
@@ -76,13 +80,9 @@ def markdown_table(rows: list[dict], metrics: list[str]) -> str:
     return out.getvalue()
 
 
-NOT_CONVERGED_MARK = " †"
-
 
 def not_converged(cells: dict) -> list[str]:
     """Every point (platform/run, the variants' too) with a run that ended at its budget still improving."""
-    from transrec.variants import Variant, run_name
-
     return [f"{platform}/{run_name(setting, Variant(src=src, tgt=tgt))}"
             for (platform, setting, src, tgt), cell in sorted(cells.items()) if cell.not_converged]
 
