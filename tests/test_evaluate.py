@@ -123,11 +123,11 @@ def test_user_errors_are_one_line(study, tmp_path, capsys):
     assert main(["pretrain", "--params", str(tmp_path / "bad.yaml")]) == 2
     err = capsys.readouterr().err.strip()
     assert "unknown key 'model.user_encoder.layer' (did you mean 'layers'?)" in err and "\n" not in err
-    two = json.loads(json.dumps(params))
-    two["platforms"]["tgt"]["role"] = "source"
-    (tmp_path / "two.yaml").write_text(yaml.safe_dump(two))
-    assert main(["pretrain", "--params", str(tmp_path / "two.yaml")]) == 2
-    assert "exactly one platform with role: source (found src, tgt)" in capsys.readouterr().err
+    none = json.loads(json.dumps(params))
+    none["study"]["source"] = None
+    (tmp_path / "none_source.yaml").write_text(yaml.safe_dump(none))
+    assert main(["pretrain", "--params", str(tmp_path / "none_source.yaml")]) == 2
+    assert "pre-training needs study.source" in capsys.readouterr().err
     with_results(params, tmp_path / "empty", tmp_path / "none.yaml")
     assert main(["evaluate", "tgt", "finetune", "--params", str(tmp_path / "none.yaml")]) == 2
     assert "run `transrec transfer tgt finetune` first" in capsys.readouterr().err

@@ -66,6 +66,21 @@ def _platform_step(args, step: str) -> None:
         print(f"{args.platform}: {stats['split']['users']} users split leave-one-out; catalog {stats['split']['catalog']}")
 
 
+def _pool(args) -> None:
+    from transrec import params as P
+    from transrec import paths, study
+    from transrec.data.pool import pool
+
+    params = P.load(args.params)
+    members = study.pooled(params)
+    if not members:
+        raise TransrecError("transrec pool: study.source names one platform (or none); pooling needs several")
+    name = study.source(params)
+    stats = pool(paths.processed_dir(params, name), {m: paths.processed_dir(params, m) for m in members})
+    print(f"{name}: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions pooled from "
+          + ", ".join(f"{m} ({s['users']} users)" for m, s in stats["members"].items()))
+
+
 def _need(path: Path, step: str, platform: str) -> Path:
     if not path.exists():
         raise TransrecError(f"{path} not found: run `transrec {step} {platform}` first")
@@ -176,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
         if step == "resize":
             p.add_argument("--workers", type=int, default=0, help="decoding processes (default: CPUs, max 8)")
         p.set_defaults(func=lambda a, s=step: _platform_step(a, s))
+    p = sub.add_parser("pool", parents=[common], help="the platforms study.source names, pooled into one "
+                       "processed platform for pre-training")
+    p.set_defaults(func=_pool)
     p = sub.add_parser("report", parents=[common], help="tables, transfer gains and plots from every metrics file")
     p.add_argument("--readme", default=None, help="also fill this markdown file's block (`results` for params.yaml, "
                    "else the profile's name; make readme)")

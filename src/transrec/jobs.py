@@ -8,6 +8,7 @@ renders that list as dvc.yaml (`transrec dvc-yaml`; `--check` names the first di
 committed file). Steps:
 
     download | clean | resize | tokenize | split | cache   platform=<name>
+    pool                                                   platform=<a+b+...> (study.source names several)
     export                                                 target=<name> (its finetune model's top-K)
     pretrain                                               run=pretrain[@src<f>]
     transfer                                               target=<name>, run=<setting>[@<variant>]
@@ -56,6 +57,7 @@ CODE = {
     "resize": ("data/images.py",),
     "tokenize": ("data/text.py",),
     "split": ("data/split.py",),
+    "pool": ("data/pool.py",),
     "cache": ("model", "data/platform.py"),
     "pretrain": ("model", "train", "evaluate", "data/platform.py", "runtime.py", "variants.py"),
     "transfer": ("model", "train", "evaluate", "data/platform.py", "runtime.py", "variants.py"),
@@ -166,6 +168,12 @@ def job(params: dict, step: str, **wildcards: str) -> Job:
     gpus = int(params["train"]["gpus"])
     if step in DATA_STEPS:
         return _data_job(params, step, wildcards["platform"])
+    if step == "pool":  # the source platforms' processed data as one platform (transrec.data.pool)
+        p, proc = wildcards["platform"], paths.processed_dir(params, wildcards["platform"])
+        inputs = [f for m in study.pooled(params)
+                  for f in (*paths.processed_files(params, m), paths.step_stats(paths.processed_dir(params, m), "tokenize"))]
+        outputs = [*paths.processed_files(params, p), *(paths.step_stats(proc, s) for s in ("pool", "tokenize")), proc / STATS]
+        return Job(step, (("platform", p),), "transrec pool", _s(inputs), _s(outputs), params=("study.source",))
     if step == "cache":
         p = wildcards["platform"]
         return Job(step, (("platform", p),), f"transrec cache {p}", _s(paths.processed_files(params, p)),
@@ -221,7 +229,9 @@ def job(params: dict, step: str, **wildcards: str) -> Job:
 
 def jobs(params: dict) -> list[Job]:
     """Every job of the study in params, in DAG order."""
-    out = [job(params, step, platform=p) for step in (*DATA_STEPS, "cache") for p in params["platforms"]]
+    out = [job(params, step, platform=p) for step in DATA_STEPS for p in params["platforms"]]
+    out += [job(params, "pool", platform=study.source(params))] if study.pooled(params) else []
+    out += [job(params, "cache", platform=p) for p in cache_platforms(params)]
     for platform, run in study.evaluations(params):
         step = ("pretrain" if platform == study.source(params) and run.startswith("pretrain")
                 else "popularity" if run == "popularity" else "transfer")
@@ -234,6 +244,13 @@ def jobs(params: dict) -> list[Job]:
     if clash:
         raise TransrecError(f"two jobs share the DVC stage name {clash[0]}: rename a platform")
     return out
+
+
+def cache_platforms(params: dict) -> list[str]:
+    """The platforms whose frozen-layer cache a run reads: the declared ones, with pooled sources replaced by
+    their pool (nothing trains on a pool member alone)."""
+    members = study.pooled(params)
+    return [p for p in params["platforms"] if p not in members] + ([study.source(params)] if members else [])
 
 
 def check(params: dict) -> list[Job]:

@@ -227,8 +227,25 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
+def source_members(params: dict) -> list[str]:
+    """The platforms study.source names: none, one, or several that one pre-training pools."""
+    named = (params.get("study") or {}).get("source")
+    return [] if named is None else [named] if isinstance(named, str) else list(named)
+
+
+def source_platform(params: dict) -> str | None:
+    """The platform pre-training reads: study.source itself, or, when it names several, the pooled platform
+    'a+b+c' (transrec.data.pool writes its processed folder from theirs); None for a study without one."""
+    members = source_members(params)
+    return "+".join(members) if members else None
+
+
 def platform_config(params: dict, name: str) -> dict:
-    """A platform's full settings: the `data` defaults overridden by the platform's own keys."""
+    """A platform's full settings: the `data` defaults overridden by the platform's own keys (the pooled
+    source platform: the defaults, role source, and its members under `pool`)."""
+    if name not in params["platforms"] and len(source_members(params)) > 1 and name == source_platform(params):
+        return {**copy.deepcopy(params["data"]), "name": name, "role": "source", "pool": source_members(params),
+                "location": {}, "layout": {}}
     if name not in params["platforms"]:
         known = ", ".join(params["platforms"])
         raise TransrecError(f"unknown platform '{name}'; params declare: {known}")

@@ -20,8 +20,15 @@ from transrec.variants import Variant, run_name
 
 
 def source(params: dict) -> str | None:
-    """The platform pre-trained on; None for a study without one (only scratch and id runs)."""
-    return params["study"]["source"]
+    """The platform pre-trained on (several named in study.source: their pool, transrec.data.pool); None for a
+    study without one (only scratch and id runs)."""
+    return P.source_platform(params)
+
+
+def pooled(params: dict) -> list[str]:
+    """The platforms pooled into the source platform; [] when study.source names one or none."""
+    members = P.source_members(params)
+    return members if len(members) > 1 else []
 
 
 def targets(params: dict) -> list[str]:
@@ -66,8 +73,12 @@ def check(params: dict) -> None:
             needs = ", ".join(sorted(needs_source)) or "study.scaling.source_fractions"
             raise TransrecError(f"params.yaml: study.source is null, but {needs} start(s) from a source model; "
                                 "name a source or keep transfer.settings to scratch and id")
-    elif roles.get(source(params)) != "source":
-        raise TransrecError(f"params.yaml: study.source '{source(params)}' is not a platform with role: source")
+    for member in P.source_members(params):
+        if roles.get(member) != "source":
+            raise TransrecError(f"params.yaml: study.source names '{member}', which is not a platform with role: source")
+    if pooled(params) and source(params) in roles:
+        raise TransrecError(f"params.yaml: study.source pools {', '.join(pooled(params))} into '{source(params)}', "
+                            "which is also a declared platform; rename it")
     for name in targets(params):
         if roles.get(name) != "target":
             raise TransrecError(f"params.yaml: study.targets names '{name}', which is not a platform with role: target")

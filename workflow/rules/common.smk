@@ -1,11 +1,18 @@
 # The rules take their jobs from the job table (transrec.jobs), as dvc.yaml does: a rule's inputs, params,
 # command and resources are the table's, for the job its wildcards pick. The rules only add logs.
 
+import re
+
 from snakemake.exceptions import WorkflowError
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly these names (a pooled source's name holds '+')."""
+    return "|".join(re.escape(n) for n in names) or "none"
+
+
 wildcard_constraints:
-    platform="|".join(PLATFORMS) if PLATFORMS else "none",
+    platform=one_of(PLATFORMS),
 
 
 PKG = os.path.relpath(os.path.join(workflow.basedir, "..", "src", "transrec"))  # "src/transrec" from the checkout

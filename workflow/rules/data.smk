@@ -1,4 +1,5 @@
-# The data half: download/locate -> clean -> resize + tokenize -> split, per platform.
+# The data half: download/locate -> clean -> resize + tokenize -> split, per platform; pool when
+# study.source names several platforms (their processed data as one platform for pre-training).
 
 
 rule download:
@@ -77,5 +78,23 @@ rule split:
         "../../environment.yml"
     log:
         f"{LOGS}/split/{{platform}}.log",
+    shell:
+        "{params.cmd} > {log} 2>&1"
+
+
+rule pool:
+    input:
+        inputs_of("pool"),
+    output:
+        data_outputs("pool"),
+    wildcard_constraints:
+        platform=one_of(transrec_study.pooled(config) and [SOURCE]),
+    params:
+        cmd=cmd_of("pool"),
+        settings=params_of("pool"),
+    conda:
+        "../../environment.yml"
+    log:
+        f"{LOGS}/pool/{{platform}}.log",
     shell:
         "{params.cmd} > {log} 2>&1"

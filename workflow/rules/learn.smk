@@ -13,6 +13,8 @@ rule cache:
         inputs_of("cache"),
     output:
         directory(transrec_jobs.job(config, "cache", platform="{platform}").outputs[0]),
+    wildcard_constraints:
+        platform=one_of(transrec_jobs.cache_platforms(config)),
     params:
         cmd=cmd_of("cache"),
         settings=params_of("cache"),
@@ -51,7 +53,7 @@ rule transfer:
     output:
         transrec_jobs.train_outputs(config, "{target}", "{run}"),
     wildcard_constraints:
-        target="|".join(TARGETS),
+        target=one_of(TARGETS),
         run=transrec_jobs.run_pattern(),
     params:
         cmd=cmd_of("transfer"),
@@ -111,7 +113,7 @@ rule export:
     output:
         transrec_jobs.job(config, "export", target="{target}").outputs,
     wildcard_constraints:
-        target="|".join(TARGETS),
+        target=one_of(TARGETS),
     params:
         cmd=cmd_of("export"),
         settings=params_of("export"),

@@ -63,6 +63,13 @@ class PlatformData:
         self.valid = split["valid"].to_numpy().astype(np.int64)
         self.test = split["test"].to_numpy().astype(np.int64)
         self.users = split["user"].to_numpy()
+        # a pooled source (transrec.data.pool) names each user's platform: user_platform indexes platforms
+        if "platform" in split.columns:
+            self.platforms = sorted(split["platform"].unique().to_list())
+            self.user_platform = split["platform"].replace_strict(
+                self.platforms, list(range(len(self.platforms))), return_dtype=pl.Int64).to_numpy()
+        else:
+            self.platforms, self.user_platform = [self.name], np.zeros(split.height, dtype=np.int64)
 
         self.text_ids = np.load(proc / TEXT_IDS, mmap_mode="r")
         mask = np.load(proc / TEXT_MASK)

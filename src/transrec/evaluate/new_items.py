@@ -26,7 +26,7 @@ from transrec.evaluate.metrics import metrics_from_ranks
 from transrec.paths import CATALOG, ITEMS, SPLIT, model_dir, processed_dir
 from transrec.recommend import add_items, catalogue, load, scores_for
 from transrec.train.loop import run
-from transrec.train.settings import source_platform, transfer_spec
+from transrec.train.settings import require_source, transfer_spec
 
 
 def hold_out(proc: Path, out: Path, share: float, seed: int) -> list[str]:
@@ -81,7 +81,7 @@ def held_out_experiment(params: dict, platform: str, setting: str, share: float,
         if transrec_main(["cache", platform, "--params", str(work / "params.yaml")]) != 0:
             raise RuntimeError(f"new items: caching {platform}'s copy failed (see above)")
     if setting == "finetune":  # start from the study's pre-trained source model
-        source = source_platform(params)
+        source = require_source(params)
         shutil.copytree(model_dir(params, source, "pretrain"), model_dir(copy, source, "pretrain"), dirs_exist_ok=True)
     log = run(copy, transfer_spec(copy, platform, setting), restart=True, progress=False)
     train_s = time.time() - t0

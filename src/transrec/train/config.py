@@ -25,6 +25,7 @@ class TrainConfig:
     patience: int = 10            # evaluations without a better validation NDCG@10 before stopping ...
     min_steps: int = 400          # ... never before this many steps (the epoch budget stretches to reach them)
     samples: str = "windows"      # windows | prefixes | last (transrec.train.data)
+    source_sampling: str = "proportional"  # proportional | balanced: across a pooled source's platforms
     max_steps: int = 0            # 0: the epochs decide
     eval_every: int = 0           # validate every this many steps; 0: at the end of every epoch
     lr_schedule: str = "constant"  # constant | cosine

@@ -15,6 +15,7 @@ from transrec.errors import TransrecError
 from transrec.model.config import ModelConfig
 
 SAMPLES = ("windows", "prefixes", "last")
+SOURCE_SAMPLING = ("proportional", "balanced")  # across the platforms of a pooled source (Batches._balanced)
 SHARED_KEYS = ("negatives", "neg_logq")  # one tensor for the whole batch (not sliced per DDP rank)
 
 
@@ -38,9 +39,13 @@ class Batches:
     """
 
     def __init__(self, data: PlatformData, cfg: ModelConfig, batch_size: int, seed: int, user_fraction: float = 1.0,
-                 samples: str = "windows"):
+                 samples: str = "windows", source_sampling: str = "proportional"):
         if samples not in SAMPLES:
             raise TransrecError(f"train.samples: expected one of {' | '.join(SAMPLES)}, got {samples!r}")
+        if source_sampling not in SOURCE_SAMPLING:
+            raise TransrecError(f"train.source_sampling: expected one of {' | '.join(SOURCE_SAMPLING)}, "
+                                f"got {source_sampling!r}")
+        self.source_sampling = source_sampling
         if samples == "windows" and cfg.user_encoder.mode == "bidirectional":
             raise TransrecError("train.samples: windows needs a causal user encoder (every position predicts); "
                                 "a bidirectional one takes prefixes or last")
@@ -95,8 +100,24 @@ class Batches:
             starts = np.where(k_inner < 0, last[user_rep] - offset[user_rep],
                               np.maximum(0, ends - self.n))          # targets starts+1 .. ends
             users, owned = users[user_rep], ends - starts
+        if self.source_sampling == "balanced" and len(self.data.platforms) > 1:
+            keep = self._balanced(self.data.user_platform[users], np.random.default_rng([self.seed, epoch, 2 << 20]))
+            users, ends, owned = users[keep], ends[keep], owned[keep]
         order = np.random.default_rng([self.seed, epoch]).permutation(len(users))
         return users[order], ends[order], owned[order]
+
+    @staticmethod
+    def _balanced(platform: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Indices of an epoch's samples in which every platform of a pooled source has the same count, the
+        epoch's mean per platform: a smaller platform's samples repeat whole (plus a random remainder), a
+        larger one's are a random subset, a different one each epoch."""
+        present = np.unique(platform)
+        each = round(len(platform) / len(present))
+        picked = []
+        for p in present:
+            own = np.flatnonzero(platform == p)
+            picked += [np.tile(own, each // len(own)), rng.choice(own, each % len(own), replace=False)]
+        return np.sort(np.concatenate(picked))
 
     def steps_per_epoch(self, epoch: int = 0) -> int:
         return -(-len(self.epoch_samples(epoch)[0]) // self.batch_size)

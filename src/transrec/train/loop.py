@@ -246,7 +246,8 @@ def fit(r: Run, progress: bool = True) -> None:
         ddp_model = DistributedDataParallel(model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None,
                                             find_unused_parameters=r.spec.kind == "content")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if rt.device.type == "cuda" else nullcontext()
-    r.batches = Batches(r.data, model.cfg, tcfg.batch_size, r.seed, r.spec.user_fraction, tcfg.samples)
+    r.batches = Batches(r.data, model.cfg, tcfg.batch_size, r.seed, r.spec.user_fraction, tcfg.samples,
+                        tcfg.source_sampling)
     base_lrs = [group["lr"] for group in r.optimizer.param_groups]
     # The budget: epochs (their step counts vary a little with the windows' random offsets), stretched to
     # at least min_steps steps (a run on a share of a small target has epochs of one step), capped by max_steps.

@@ -56,16 +56,16 @@ class RunSpec:
         return self.variant.src if self.setting == "pretrain" else self.variant.tgt
 
 
-def source_platform(params: dict) -> str:
-    sources = [name for name in params["platforms"] if P.platform_config(params, name)["role"] == "source"]
-    if len(sources) != 1:
-        found = ", ".join(sources) if sources else "none"
-        raise TransrecError(f"pre-training needs exactly one platform with role: source (found {found})")
-    return sources[0]
+def require_source(params: dict) -> str:
+    """The platform pre-training reads (study.source, or the pool of the platforms it names)."""
+    source = P.source_platform(params)
+    if source is None:
+        raise TransrecError("pre-training needs study.source: the platform (or platforms) to pre-train on")
+    return source
 
 
 def pretrain_spec(params: dict, variant: str = "") -> RunSpec:
-    source = source_platform(params)
+    source = require_source(params)
     _, point = split_run(run_name("pretrain", variant))
     if point.tgt != 1.0 or point.seed:
         raise TransrecError(f"pre-training variant '{variant}': only src<f> applies to pre-training")
@@ -88,7 +88,7 @@ def transfer_spec(params: dict, target: str, run: str) -> RunSpec:
     pretrained = None
     if record.from_source:  # scratch and id never read a source model (a study may have no source at all)
         source_run = run_name("pretrain", Variant(src=point.src))
-        pretrained = model_dir(params, source_platform(params), source_run)
+        pretrained = model_dir(params, require_source(params), source_run)
         if not (pretrained / MODEL_CONFIG).is_file():
             how = "transrec pretrain" + (f" --variant {Variant(src=point.src).name}" if point.src != 1.0 else "")
             raise TransrecError(f"{pretrained} not found: run `{how}` first")
