@@ -33,6 +33,23 @@ def tiny_world_params(tmp_path_factory) -> dict:
     return tiny_world(tmp_path_factory.getbasetemp() / "tiny_world", base)
 
 
+@pytest.fixture(scope="session")
+def tiny_trained(tiny_world_params, tmp_path_factory) -> tuple[dict, list[str], Path]:
+    """(params, ["--params", file], models folder): a model pre-trained on `src` and scratch and id models on
+    `tgt`, one epoch each, no cache (catalogues go through the full encoders, as added items do), trained once
+    for the modules that read them (test_recommend, test_model_folder). Tests change copies, never these."""
+    from transrec.cli import main
+    from transrec.tiny import with_results
+
+    root = tmp_path_factory.mktemp("tiny_trained")
+    params = with_results(tiny_world_params, root / "results", root / "params.yaml", train={"cache": False, "epochs": 1})
+    p = ["--params", str(root / "params.yaml")]
+    assert main(["pretrain", *p]) == 0
+    for setting in ("scratch", "id"):
+        assert main(["transfer", "tgt", setting, *p]) == 0
+    return params, p, Path(params["paths"]["results"]) / "models"
+
+
 def tiny_params(bert: Path, **overrides) -> dict:
     """The project's params shrunk to a tiny source `src` and target `tgt` (hidden 32, 2 layers, a tiny
     BERT, 16-px images, 2 epochs), with relative data/results folders so a work folder is self-contained."""

@@ -17,7 +17,6 @@ from transrec.cli import main
 from transrec.model import checkpoint as ckpt
 from transrec.model.config import ModelConfig
 from transrec.tensor_file import load_tree, save_tree
-from transrec.tiny import with_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,14 +32,8 @@ class Payload:
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_world_params, tmp_path_factory):
-    root = tmp_path_factory.mktemp("model_folder")
-    params = with_results(tiny_world_params, root / "results", root / "params.yaml", train={"cache": False, "epochs": 1})
-    p = ["--params", str(root / "params.yaml")]
-    assert main(["pretrain", *p]) == 0
-    for setting in ("scratch", "id"):
-        assert main(["transfer", "tgt", setting, *p]) == 0
-    models = Path(params["paths"]["results"]) / "models"
+def trained(tiny_trained):
+    params, p, models = tiny_trained
     keys = pl.read_parquet(Path(params["paths"]["data"]) / "processed" / "tgt" / "catalog.parquet") \
         .filter(pl.col("modality") != "dropped")["key"].to_list()
     return params, p, models, keys

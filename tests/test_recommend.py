@@ -10,23 +10,14 @@ import torch
 
 from transrec.cli import main
 from transrec.recommend import catalogue, load, top_k
-from transrec.tiny import with_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_world_params, tmp_path_factory):
-    """A scratch content model and an ID model on `tgt`, a pre-trained model on `src` (no cache: the
-    catalogue goes through the full encoders, as new items do)."""
-    world = tiny_world_params
-    root = tmp_path_factory.mktemp("recommend")
-    params = with_results(world, root / "results", root / "params.yaml", train={"cache": False, "epochs": 1})
-    p = ["--params", str(root / "params.yaml")]
-    assert main(["pretrain", *p]) == 0
-    for setting in ("scratch", "id"):
-        assert main(["transfer", "tgt", setting, *p]) == 0
-    models = Path(params["paths"]["results"]) / "models"
+def trained(tiny_trained):
+    """conftest's tiny models (src pre-trained; scratch and id on tgt) and tgt's items."""
+    params, p, models = tiny_trained
     items = pl.read_parquet(Path(params["paths"]["data"]) / "processed" / "tgt" / "items.parquet")
     return params, p, models, items
 
