@@ -95,13 +95,17 @@ BAR = re.compile(r"([^\r\n|]*?):\s+\d+%\|[^|]*\|\s*(\d+)/(\d+) \[(\d+:)?(\d+):(\
 
 
 def bars(log_text: str) -> list[dict]:
-    """The last state of every tqdm bar in a log, in order of appearance: label, done, total, elapsed s."""
-    last: dict[str, dict] = {}
+    """Every tqdm bar of a log at the first moment it reached its furthest count (a later refresh of a
+    finished bar, e.g. the steps' bar while the evaluation after them runs, adds time, not work):
+    label, done, total, elapsed s, in order of appearance."""
+    best: dict[str, dict] = {}
     for m in BAR.finditer(log_text):
         h = int(m.group(4)[:-1]) if m.group(4) else 0
-        last[m.group(1).strip()] = {"bar": m.group(1).strip(), "done": int(m.group(2)), "total": int(m.group(3)),
-                                    "elapsed_s": h * 3600 + int(m.group(5)) * 60 + int(m.group(6))}
-    return list(last.values())
+        label, done = m.group(1).strip(), int(m.group(2))
+        if label not in best or done > best[label]["done"]:
+            best[label] = {"bar": label, "done": done, "total": int(m.group(3)),
+                           "elapsed_s": h * 3600 + int(m.group(5)) * 60 + int(m.group(6))}
+    return list(best.values())
 
 
 def run_step(work: Path, step: str, limit: float | None) -> dict:
@@ -244,16 +248,36 @@ def projections(rows: list[dict]) -> str:
                 out.append(f"{r['share'] * 100:g}% {r['step']} (stopped after {r['wall_s']:,.0f} s): bar '{p['bar']}' "
                            f"{p['done']:,}/{p['total']:,} in {p['elapsed_s']:,} s, {p['done'] / max(p['elapsed_s'], 1):.3g}/s: "
                            f"the whole bar {proj:,.0f} s")
-        if r["step"] == "pretrain" and r.get("s_per_step"):
-            out.append(f"{r['share'] * 100:g}% pretrain: {r['s_per_step']} s/step "
-                       f"({r['batch_size'] / r['s_per_step']:.0f} sequences/s) over {r['work']} steps; "
-                       f"one epoch = {r['epoch_steps']:,} steps -> {r['epoch_steps'] * r['s_per_step'] / 3600:,.1f} h")
+        if r["step"] == "pretrain" and r.get("s_per_step") and r.get("epoch_steps"):
+            epoch_s = r["epoch_steps"] * r["s_per_step"]
+            out.append(f"{r['share'] * 100:g}% pretrain: {r['s_per_step']} s/step, {1 / r['s_per_step']:.1f} steps/s, "
+                       f"{r['batch_size'] / r['s_per_step']:.0f} sequences/s (over {r.get('steps_timed')} steps); "
+                       f"one epoch = {r['epoch_steps']:,} steps = {epoch_s / 3600:,.2f} h")
+            rank = one_ranking_s(rows, r["share"])
+            if rank:
+                epochs = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["pretrain"]["epochs"]
+                total = epochs * (epoch_s + rank) + 2 * rank
+                out.append(f"{r['share'] * 100:g}% pretrain, default budget ({epochs} epochs, a full validation "
+                           f"ranking after each, {rank / 3600:.2f} h, and valid + test at the end): "
+                           f"{total / 3600:,.1f} h ({epochs * epoch_s / total:.0%} of it steps)")
         if r["step"] in ("evaluate", "export") and not r.get("stopped") and r.get("exit") == 0:
             users = r["users"]
             per = 2 if r["step"] == "evaluate" else 1
             out.append(f"{r['share'] * 100:g}% {r['step']}: {per * users / r['wall_s']:,.0f} users/s "
                        f"({r['work'] / r['wall_s'] / 1e6:,.1f} M user-item scores/s)")
     return "\n".join(out)
+
+
+def one_ranking_s(rows: list[dict], share: float) -> float | None:
+    """Seconds of one split's full ranking at a size: half a finished evaluate (valid + test, startup
+    included), else the projection of the furthest ranking bar of a stopped evaluate or pretrain."""
+    here = {r["step"]: r for r in rows if r["share"] == share}
+    ev = here.get("evaluate")
+    if ev and ev.get("exit") == 0 and not ev.get("stopped"):
+        return ev["wall_s"] / 2
+    found = [b for step in ("evaluate", "pretrain") for b in (here.get(step, {}).get("progress") or [])
+             if b["bar"].startswith("rank ") and b["done"]]
+    return max((b["elapsed_s"] * b["total"] / b["done"] for b in found), default=None)
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -310,6 +334,13 @@ def run_size(out: Path, share: float, steps: int, limits: dict, only: set[str] |
         row["work"], row["unit"] = work_of(work, step)
         if step == "pretrain":
             row.update(train_rate(work), batch_size=params["train"]["batch_size"])
+            # s/step from the steps' own bar at every size (also where the run was stopped in its evaluations
+            # and train_log.json was never written): the same measure everywhere
+            steps_bar = [b for b in bars((work / "logs" / "pretrain.log").read_text(errors="replace"))
+                         if b["bar"].endswith(f"{NAME}/pretrain") and b["done"]]
+            if steps_bar:
+                b = steps_bar[-1]
+                row.update(s_per_step=round(b["elapsed_s"] / b["done"], 3), steps_timed=b["done"])
             from transrec.data.platform import PlatformData
             from transrec.model.config import ModelConfig
             from transrec.train.data import Batches
@@ -334,6 +365,17 @@ def read_rows(out: Path) -> list[dict]:
     path = out / "scale.json"
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
     latest = {(r["share"], r["step"]): r for r in rows}  # a rerun of a step replaces its row
+    for r in latest.values():  # progress and s/step from the step's log, as the current bars() reads it
+        log = out / f"size{r['share'] * 100:g}" / "logs" / f"{r['step']}.log"
+        if not log.is_file():
+            continue
+        found = bars(log.read_text(errors="replace"))
+        if r.get("stopped"):
+            r["progress"] = found
+        steps_bar = [b for b in found if b["bar"].endswith(f"{NAME}/pretrain") and b["done"]]
+        if r["step"] == "pretrain" and steps_bar:
+            r.update(s_per_step=round(steps_bar[-1]["elapsed_s"] / steps_bar[-1]["done"], 3),
+                     steps_timed=steps_bar[-1]["done"])
     return list(latest.values())
 
 
