@@ -221,17 +221,22 @@ def sizes_table(rows: list[dict]) -> str:
 def exponents(by_share: dict, shares: list[float], step: str) -> tuple[str, str, str]:
     """Growth from the second-largest to the largest size that both finished the step: wall and CPU time
     against the step's work (pretrain: s/step against users), peak RSS against the size."""
-    done = [s for s in shares if step in by_share[s] and not by_share[s][step].get("stopped")
-            and by_share[s][step].get("exit") == 0]
+    done = [s for s in shares if step in by_share[s] and (by_share[s][step].get("exit") == 0 or (
+        by_share[s][step].get("stopped") and (step == "pretrain" or projected_wall(by_share[s][step]))))]
     if len(done) < 2:
         return "-", "-", "-"
     a, b = by_share[done[-2]][step], by_share[done[-1]][step]
     size = math.log(done[-1] / done[-2])
-    m = f"{math.log(b['peak_rss_mib'] / a['peak_rss_mib']) / size:.2f}"
+    # a stopped step's peak is only what it reached: no memory exponent from it
+    m = "-" if b.get("stopped") else f"{math.log(b['peak_rss_mib'] / a['peak_rss_mib']) / size:.2f}"
     if step == "pretrain":
         if not (a.get("s_per_step") and b.get("s_per_step")):
             return "-", "-", m
         return f"{math.log(b['s_per_step'] / a['s_per_step']) / size:.2f}", "-", m
+    if b.get("stopped"):  # its projected wall against the work it would have done
+        if not (a["work"] and b["work"]):
+            return "-", "-", m
+        return f"{math.log(projected_wall(b) / a['wall_s']) / math.log(b['work'] / a['work']):.2f}p", "-", m
     if not (a["work"] and b["work"]) or a["work"] == b["work"]:
         return "-", "-", m
     work = math.log(b["work"] / a["work"])
@@ -242,6 +247,11 @@ def exponents(by_share: dict, shares: list[float], step: str) -> tuple[str, str,
 def projections(rows: list[dict]) -> str:
     out = []
     for r in rows:
+        if r.get("stopped") and projected_wall(r):
+            users = r.get("users", 0)
+            out.append(f"{r['share'] * 100:g}% {r['step']}: whole step projected {projected_wall(r):,.0f} s "
+                       f"({RANKINGS[r['step']] * users / projected_wall(r):,.0f} users/s, "
+                       f"{r['work'] / projected_wall(r) / 1e6:,.1f} M user-item scores/s)")
         for p in (r.get("progress") or []) if r.get("stopped") else []:
             if p["done"]:
                 proj = p["elapsed_s"] * p["total"] / p["done"]
@@ -268,6 +278,19 @@ def projections(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+RANKINGS = {"evaluate": 2, "export": 1}  # full rankings a step runs (evaluate: valid and test)
+
+
+def projected_wall(r: dict) -> float | None:
+    """A stopped ranking step's whole wall: the time before its ranking bar started, plus that bar's
+    projection once per ranking the step runs (the work after the last ranking is not counted)."""
+    found = [b for b in r.get("progress") or [] if b["bar"].startswith(("rank ", "export ")) and b["done"]]
+    if r["step"] not in RANKINGS or not found:
+        return None
+    b = found[0]
+    return r["wall_s"] - b["elapsed_s"] + RANKINGS[r["step"]] * b["elapsed_s"] * b["total"] / b["done"]
+
+
 def one_ranking_s(rows: list[dict], share: float) -> float | None:
     """Seconds of one split's full ranking at a size: half a finished evaluate (valid + test, startup
     included), else the projection of the furthest ranking bar of a stopped evaluate or pretrain."""
@@ -288,25 +311,29 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.5))
     for step in STEPS:
-        pts = sorted((r["share"], r) for r in rows if r["step"] == step and r.get("exit") in (0, None) or
-                     (r["step"] == step and r.get("stopped")))
+        pts = sorted(((r["share"], r) for r in rows if r["step"] == step and (r.get("exit") == 0 or r.get("stopped"))),
+                     key=lambda p: p[0])
         if not pts:
             continue
+        # a stopped ranking step: its projected wall (open marker); a stopped pretrain: the wall it ran
+        walls = [projected_wall(r) or r["wall_s"] if r.get("stopped") else r["wall_s"] for _, r in pts]
         x = [FULL["users"] * s for s, _ in pts]
-        ax_t.plot(x, [r["wall_s"] for _, r in pts], "o-", label=step)
-        ax_m.plot(x, [r["peak_rss_mib"] / 1024 for _, r in pts], "o-", label=step)
-        for (_, r), xi in zip(pts, x):
+        line, = ax_t.plot(x, walls, "o-", label=step)
+        ax_m.plot(x, [r["peak_rss_mib"] / 1024 for _, r in pts], "o-", label=step, color=line.get_color())
+        for xi, wall, (_, r) in zip(x, walls, pts):
             if r.get("stopped"):
-                ax_t.plot([xi], [r["wall_s"]], "kx")
-    for ax, label in ((ax_t, "wall s (x: stopped at its limit)"), (ax_m, "peak RSS GiB")):
+                ax_t.plot([xi], [wall], "o", mfc="white", color=line.get_color())
+                ax_m.plot([xi], [r["peak_rss_mib"] / 1024], "o", mfc="white", color=line.get_color())
+    for ax, label in ((ax_t, "wall s (open: stopped; ranking steps projected)"),
+                      (ax_m, "peak RSS GiB (open: peak until stopped)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("users (items = 7.2% of users, 12.4 interactions/user)")
+        ax.set_xlabel("users (items = 7.2% of users, 12 interactions a user)")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
-    ax_m.axhline(16, color="red", ls="--", lw=1)
+    ax_m.axhline(16, color="red", ls="--", lw=1, label="16 GiB")
     ax_t.legend(fontsize=8, ncol=2)
-    fig.suptitle("transrec steps vs size (Bili_2M shape, 1 CPU thread)")
+    fig.suptitle("transrec steps vs size (Bili_2M shape, one CPU thread each)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -376,6 +403,8 @@ def read_rows(out: Path) -> list[dict]:
         if r["step"] == "pretrain" and steps_bar:
             r.update(s_per_step=round(steps_bar[-1]["elapsed_s"] / steps_bar[-1]["done"], 3),
                      steps_timed=steps_bar[-1]["done"])
+            if not r.get("work"):  # stopped before train_log.json: the steps its bar counted
+                r.update(work=steps_bar[-1]["done"], unit="optimiser steps")
     return list(latest.values())
 
 
