@@ -51,7 +51,7 @@ def _fast(path: Path, columns: list[str], separator: str, has_header: bool) -> p
         fields = line.str.count_matches(separator, literal=True)
         shape = lines.select(n=pl.len(), blank=line.is_null().sum(),
                              quoted=line.str.contains('"', literal=True).sum(),
-                             lo=fields.min(), hi=fields.max()).collect().row(0, named=True)
+                             lo=fields.min(), hi=fields.max()).collect(engine="streaming").row(0, named=True)
         if not shape["n"] or shape["blank"] or shape["quoted"] or shape["lo"] != shape["hi"]:
             return None
         if not has_header and shape["lo"] + 1 != len(columns):
