@@ -55,7 +55,13 @@ def write_params(work: Path, args) -> None:
               "synthetic_world": params.get("synthetic_world", {}),
               "platforms": {NAME: {"adapter": "synthetic", "role": "target", "synthetic": {
                   "seed": 1, "n_users": args.users, "n_items": args.items, "text_fraction": args.text_fraction,
-                  "history": [args.min_history, args.max_history], "domain_shift": 0.0}}}}
+                  "history": [args.min_history, args.max_history], "domain_shift": 0.0}}},
+              # the learning sections as they are (validate checks a whole study): one target, no source
+              **{k: params[k] for k in ("model", "train", "transfer", "evaluate", "wandb")},
+              "study": {"source": None, "targets": [NAME], "scaling": {"target": NAME, "settings": [],
+                                                                       "source_fractions": [], "target_fractions": [],
+                                                                       "seeds": []}}}
+    params["transfer"] = {**params["transfer"], "settings": ["scratch"]}
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
