@@ -120,6 +120,9 @@ class Run:
     tracker: Tracker | None = None
     batches: Batches | None = None
     plan: list[int] = field(default_factory=list)  # steps of each epoch
+    # the best checkpoint's validation ranking, when this process ranked it: finish reuses it rather than
+    # ranking every validation user again (at 2M users one ranking is ~1 h on a CPU: docs/scale.md)
+    best_valid: dict | None = None
     total: int = 0                                  # the step budget
 
     @property
@@ -309,6 +312,7 @@ def validate(r: Run, losses: list[float], t0: float, progress: bool = True) -> b
         if score > state["best"]:
             state.update(best=score, best_step=step, best_epoch=epoch, bad=0)
             save_best(r, step, epoch, valid["metrics"])
+            r.best_valid = valid
         else:
             state["bad"] += 1
         stop = state["bad"] >= r.tcfg.patience and step >= r.tcfg.min_steps
@@ -383,10 +387,13 @@ def finish(r: Run, progress: bool = True) -> dict:
         valid = r.evaluate("valid", progress)  # zero_shot (or no step at all): the loaded model is the best model
         state.update(best=valid["metrics"][MONITOR], best_step=0, best_epoch=0)
         save_best(r, 0, 0, valid["metrics"])
-    if spec.adapters:  # the model folder holds the merged weights of the plain architecture
+        r.best_valid = valid
+    if spec.adapters:  # the model folder holds the merged weights of the plain architecture: rank with those
         lora.remove_adapters(model)
+        r.best_valid = None
     ckpt.load_into(model, ckpt.read(r.model_dir, finished=False))
-    valid, test = r.evaluate("valid", progress), r.evaluate("test", progress)
+    valid = r.best_valid if r.best_valid is not None else r.evaluate("valid", progress)  # a resumed run ranks again
+    test = r.evaluate("test", progress)
     wall = round(time.time() - r.started, 2)
     state["complete"] = True
     stopped_early = spec.train and state["step"] < r.total
